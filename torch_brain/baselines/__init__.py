@@ -1,0 +1,2 @@
+"""torch_brain.baselines."""
+__all__: list[str] = []

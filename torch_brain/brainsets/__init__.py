@@ -1,0 +1,2 @@
+"""torch_brain.brainsets."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""torch_brain.data."""
+__all__: list[str] = []

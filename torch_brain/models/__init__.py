@@ -1,0 +1,2 @@
+"""torch_brain.models."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""torch_brain.nn."""
+__all__: list[str] = []

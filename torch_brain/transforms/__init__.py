@@ -1,0 +1,2 @@
+"""torch_brain.transforms."""
+__all__: list[str] = []

@@ -1,0 +1,2 @@
+"""torch_brain.utils."""
+__all__: list[str] = []
