@@ -1,2 +1,13 @@
 """torch_brain.data."""
-__all__: list[str] = []
+
+from .collate import chain, collate, pad, pad8, track_batch, track_mask, track_mask8
+
+__all__: list[str] = [
+    "chain",
+    "collate",
+    "pad",
+    "pad8",
+    "track_batch",
+    "track_mask",
+    "track_mask8",
+]
