@@ -1,17 +1,14 @@
 """torch_brain.data."""
 
-from . import sampler
-from .collate import chain, collate, pad, pad8, track_batch, track_mask, track_mask8
-from .sampler import DatasetIndex
+from ._array_dict import ArrayDict
+from ._data import Data
+from ._interval import Interval
+from ._timeseries import IrregularTimeSeries, RegularTimeSeries
 
 __all__: list[str] = [
-    "DatasetIndex",
-    "chain",
-    "collate",
-    "pad",
-    "pad8",
-    "sampler",
-    "track_batch",
-    "track_mask",
-    "track_mask8",
+    "ArrayDict",
+    "Data",
+    "Interval",
+    "IrregularTimeSeries",
+    "RegularTimeSeries",
 ]

@@ -1,0 +1,344 @@
+"""``Interval``: a table of half-open time intervals ``[start, end)`` with extra columns, and the
+set algebra on them (``&``, ``|``, ``difference``)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from ._array_dict import ArrayDict
+
+__all__ = ["Interval"]
+
+
+def _as_times(owner: str, key: str, value: Any) -> np.ndarray:
+    try:
+        arr = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError) as err:
+        raise TypeError(
+            f"{owner}: {key!r} must be numbers (seconds), but got {type(value).__name__}: {err}."
+        ) from None
+    if arr.ndim != 1:
+        raise ValueError(f"{owner}: {key!r} must be one-dimensional, but got shape {arr.shape}. Flatten it.")
+    return arr
+
+
+def _set_operation(
+    a_start: np.ndarray, a_end: np.ndarray, b_start: np.ndarray, b_end: np.ndarray, op: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Union / intersection / difference of two sets of half-open intervals.
+
+    Each input may be unsorted or overlapping; the output is sorted, disjoint and coalesced
+    (touching pieces are merged). Works by sweeping the sorted unique boundaries and keeping the
+    elementary segments ``[u_i, u_{i+1})`` whose membership satisfies ``op``.
+    """
+    points = np.concatenate([a_start, a_end, b_start, b_end])
+    if points.size == 0:
+        return np.empty(0), np.empty(0)
+    uniq, inverse = np.unique(points, return_inverse=True)
+    na, nb = a_start.size, b_start.size
+    da = np.concatenate([np.ones(na), -np.ones(na), np.zeros(2 * nb)])
+    db = np.concatenate([np.zeros(2 * na), np.ones(nb), -np.ones(nb)])
+    count_a = np.cumsum(np.bincount(inverse, weights=da, minlength=uniq.size))[:-1]
+    count_b = np.cumsum(np.bincount(inverse, weights=db, minlength=uniq.size))[:-1]
+    in_a, in_b = count_a > 0.5, count_b > 0.5
+    if op == "and":
+        keep = in_a & in_b
+    elif op == "or":
+        keep = in_a | in_b
+    else:  # difference
+        keep = in_a & ~in_b
+    # runs of consecutive kept segments become one interval
+    edges = np.diff(np.concatenate([[False], keep, [False]]).astype(np.int8))
+    first = np.flatnonzero(edges == 1)
+    last = np.flatnonzero(edges == -1)  # exclusive segment index
+    return uniq[first].astype(np.float64), uniq[last].astype(np.float64)
+
+
+class Interval(ArrayDict):
+    """Half-open intervals ``[start, end)`` in seconds, with optional extra columns.
+
+    Args:
+        start: interval starts, shape ``(N,)`` (a scalar gives one interval).
+        end: interval ends, shape ``(N,)``; each ``end >= start``.
+        timekeys: names of the columns holding times (shifted by ``slice``); defaults to
+            ``["start", "end"]`` and must contain both.
+        **columns: extra per-interval columns of shape ``(N, ...)``.
+
+    Example:
+        >>> trials = Interval(start=[0.0, 2.0], end=[1.0, 3.0], target=np.array([3, 5]))
+        >>> (trials & Interval(0.5, 2.5)).start
+        array([0.5, 2. ])
+    """
+
+    _META = ("_timekeys",)
+
+    def __init__(
+        self,
+        start: Any,
+        end: Any,
+        *,
+        timekeys: Sequence[str] | None = None,
+        **columns: Any,
+    ) -> None:
+        start = _as_times("Interval", "start", start)
+        end = _as_times("Interval", "end", end)
+        if start.shape != end.shape:
+            raise ValueError(
+                f"Interval: 'start' has {start.size} rows but 'end' has {end.size}; give one end per start."
+            )
+        bad = np.flatnonzero(end < start)
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(
+                f"Interval: 'end' must be >= 'start' for every interval, but {bad.size} interval(s) end before "
+                f"they start (first: row {i}, start={float(start[i])!r}, end={float(end[i])!r}). Swap or drop those rows."
+            )
+        timekeys = ["start", "end"] if timekeys is None else list(timekeys)
+        _check_timekeys("Interval", timekeys, ["start", "end"], columns)
+        object.__setattr__(self, "_timekeys", timekeys)
+        super().__init__(start=start, end=end, **columns)
+
+    # ------------------------------------------------------------ constructors
+    @classmethod
+    def _from_arrays(cls, start: np.ndarray, end: np.ndarray) -> Interval:
+        """Trusted fast constructor (no validation) used internally."""
+        out = object.__new__(cls)
+        out.__dict__.update(_timekeys=["start", "end"], start=start, end=end)
+        return out
+
+    @classmethod
+    def from_list(cls, pairs: Sequence[tuple[float, float]]) -> Interval:
+        """Build from ``[(start, end), ...]``."""
+        arr = np.asarray(pairs, dtype=np.float64)
+        if arr.size == 0:
+            return cls(np.empty(0), np.empty(0))
+        if arr.ndim != 2 or arr.shape[1] != 2:
+            raise ValueError(
+                f"Interval.from_list: expected a list of (start, end) pairs, but got an array of shape {arr.shape}."
+            )
+        return cls(arr[:, 0].copy(), arr[:, 1].copy())
+
+    @classmethod
+    def linspace(cls, start: float, end: float, steps: int) -> Interval:
+        """``steps`` contiguous intervals of equal length covering ``[start, end)``."""
+        if int(steps) < 1:
+            raise ValueError(f"Interval.linspace: 'steps' must be >= 1, but got {steps}.")
+        edges = np.linspace(start, end, int(steps) + 1)
+        return cls(edges[:-1].copy(), edges[1:].copy())
+
+    @classmethod
+    def arange(cls, start: float, end: float, step: float, include_end: bool = True) -> Interval:
+        """Contiguous intervals of length ``step`` from ``start``; the last one is cut at ``end``
+        (and dropped when ``include_end`` is False and it is shorter than ``step``)."""
+        if not step > 0:
+            raise ValueError(f"Interval.arange: 'step' must be > 0, but got {step}.")
+        if end < start:
+            raise ValueError(f"Interval.arange: 'end' ({end}) must be >= 'start' ({start}).")
+        n_full = int(np.floor((end - start) / step + 1e-9))
+        starts = start + step * np.arange(n_full, dtype=np.float64)
+        ends = starts + step
+        if n_full and ends[-1] > end:
+            ends[-1] = end
+        if include_end and start + n_full * step < end - 1e-12:
+            starts = np.append(starts, start + n_full * step)
+            ends = np.append(ends, end)
+        return cls(starts, ends)
+
+    # ---------------------------------------------------------------- queries
+    def timekeys(self) -> list[str]:
+        """Names of the time columns (shifted by :meth:`slice`)."""
+        return list(self._timekeys)
+
+    def is_sorted(self) -> bool:
+        """True if starts are non-decreasing."""
+        s = self.start
+        return bool(np.all(s[1:] >= s[:-1]))
+
+    def is_disjoint(self) -> bool:
+        """True if no two intervals overlap (touching ``[a, b)``, ``[b, c)`` is allowed)."""
+        if len(self) < 2:
+            return True
+        order = np.argsort(self.start, kind="stable")
+        s, e = self.start[order], self.end[order]
+        return bool(np.all(s[1:] >= e[:-1]))
+
+    @property
+    def duration(self) -> np.ndarray:
+        """``end - start`` per interval, shape ``(N,)``."""
+        return self.end - self.start
+
+    def total_duration(self) -> float:
+        """Sum of ``end - start`` (seconds)."""
+        return float(np.sum(self.end - self.start))
+
+    # -------------------------------------------------------------- reordering
+    def sort(self) -> Interval:
+        """Sort the rows by ``start`` (ties by ``end``) in place, reordering every column; returns ``self``."""
+        order = np.lexsort((self.end, self.start))
+        for k in self.keys():
+            self.__dict__[k] = getattr(self, k)[order]
+        return self
+
+    def coalesce(self, eps: float = 1e-6) -> Interval:
+        """Merge overlapping intervals and intervals separated by a gap ``<= eps``.
+
+        Returns a new sorted, disjoint Interval with only ``start`` and ``end``.
+        """
+        if len(self) == 0:
+            return Interval(np.empty(0), np.empty(0))
+        order = np.lexsort((self.end, self.start))
+        s, e = self.start[order], self.end[order]
+        reach = np.maximum.accumulate(e)
+        new_group = np.concatenate([[True], s[1:] - reach[:-1] > eps])
+        group = np.cumsum(new_group) - 1
+        starts = s[new_group]
+        ends = np.zeros(starts.size)
+        np.maximum.at(ends, group, e)
+        ends = np.maximum(ends, starts)
+        return Interval(starts, ends)
+
+    def dilate(self, size: float, max_len: float | None = None) -> Interval:
+        """Grow each interval by ``size`` seconds on both sides without overlapping its neighbours.
+
+        Neighbours that would collide meet in the middle of their gap. With ``max_len``, an interval
+        grows at most until its length reaches ``max_len`` (longer ones are unchanged).
+        Requires sorted, disjoint intervals; returns a new Interval (extra columns kept).
+        """
+        if size < 0:
+            raise ValueError(f"Interval.dilate: 'size' must be >= 0, but got {size}.")
+        if not (self.is_sorted() and self.is_disjoint()):
+            raise ValueError(
+                "Interval.dilate: intervals must be sorted and disjoint, but they are not. "
+                "Call .sort() and .coalesce() first."
+            )
+        s, e = self.start, self.end
+        grow = np.full(s.shape, float(size))
+        if max_len is not None:
+            grow = np.minimum(grow, np.maximum(0.0, (max_len - (e - s)) / 2.0))
+        new_s, new_e = s - grow, e + grow
+        if s.size > 1:
+            mid = (e[:-1] + s[1:]) / 2.0
+            new_e[:-1] = np.minimum(new_e[:-1], np.maximum(mid, e[:-1]))
+            new_s[1:] = np.maximum(new_s[1:], np.minimum(mid, s[1:]))
+        cols = {k: getattr(self, k) for k in self.keys()}
+        cols["start"], cols["end"] = new_s, new_e
+        return self._new_like(cols)
+
+    # ------------------------------------------------------------------ algebra
+    def _other(self, other: Any, op: str) -> Interval:
+        if not isinstance(other, Interval):
+            raise TypeError(f"Interval {op}: the other operand must be an Interval, but got {type(other).__name__}.")
+        return other
+
+    def __and__(self, other: Interval) -> Interval:
+        """Intersection (as sets of time points); result is sorted, disjoint, without extra columns."""
+        other = self._other(other, "&")
+        return Interval._from_arrays(*_set_operation(self.start, self.end, other.start, other.end, "and"))
+
+    def __or__(self, other: Interval) -> Interval:
+        """Union (as sets of time points); result is sorted, disjoint, without extra columns."""
+        other = self._other(other, "|")
+        return Interval._from_arrays(*_set_operation(self.start, self.end, other.start, other.end, "or"))
+
+    def difference(self, other: Interval) -> Interval:
+        """Time points in ``self`` and not in ``other``; sorted, disjoint, without extra columns."""
+        other = self._other(other, "difference")
+        return Interval._from_arrays(*_set_operation(self.start, self.end, other.start, other.end, "difference"))
+
+    def __sub__(self, other: Interval) -> Interval:
+        return self.difference(other)
+
+    # ------------------------------------------------------------------ slicing
+    def slice(self, start: float, end: float, reset_origin: bool = True) -> Interval:
+        """Intervals overlapping ``[start, end)``, clipped to it.
+
+        Other time keys are shifted, not clipped. With ``reset_origin`` every time key is made
+        relative to ``start``.
+        """
+        s, e = self.start, self.end
+        mask = (e > start) & (s < end)
+        if end <= start:
+            mask[:] = False
+        shift = start if reset_origin else 0.0
+        cols = {}
+        for k in self.keys():
+            col = getattr(self, k)[mask]
+            if k == "start":
+                col = np.maximum(col, start) - shift
+            elif k == "end":
+                col = np.minimum(col, end) - shift
+            elif k in self._timekeys and shift:
+                col = col - shift
+            cols[k] = col
+        return self._new_like(cols)
+
+    def select_by_interval(self, interval: Interval) -> Interval:
+        """Rows that overlap any interval of ``interval`` (kept whole, times unchanged)."""
+        if len(interval) == 0 or len(self) == 0:
+            return self[np.zeros(len(self), dtype=bool)]
+        sel_s, sel_e = _set_operation(interval.start, interval.end, np.empty(0), np.empty(0), "or")
+        # row overlaps the (disjoint, sorted) selection iff some piece has piece.start < end and piece.end > start
+        k = np.searchsorted(sel_e, self.start, side="right")  # first piece ending after each start
+        ok = k < sel_s.size
+        piece_start = sel_s[np.minimum(k, sel_s.size - 1)]
+        # overlap: piece.start < end; a zero-length row [x, x] counts as the point x
+        mask = ok & ((piece_start < self.end) | (piece_start <= self.start))
+        return self[mask]
+
+    def split(
+        self,
+        sizes: Sequence[float] | dict[str, float],
+        shuffle: bool = False,
+        random_seed: int | None = None,
+    ) -> list[Interval] | dict[str, Interval]:
+        """Split the rows into consecutive groups by ratios (summing to 1) or counts (summing to N).
+
+        Args:
+            sizes: list of ratios/counts (returns a list) or ``{name: ratio}`` (returns a dict).
+            shuffle: assign rows to groups at random instead of in order (each group stays in order).
+            random_seed: seed for ``shuffle``.
+        """
+        names = list(sizes.keys()) if isinstance(sizes, dict) else None
+        values = np.asarray(list(sizes.values()) if names is not None else list(sizes), dtype=np.float64)
+        n = len(self)
+        if values.size == 0 or np.any(values < 0):
+            raise ValueError(f"Interval.split: 'sizes' must be non-negative and non-empty, but got {sizes!r}.")
+        if np.all(values == np.round(values)) and values.sum() == n and n > 1:
+            counts = values.astype(int)
+        elif abs(values.sum() - 1.0) < 1e-6:
+            bounds = np.round(np.cumsum(values) * n).astype(int)
+            bounds[-1] = n
+            counts = np.diff(np.concatenate([[0], bounds]))
+        else:
+            raise ValueError(
+                f"Interval.split: 'sizes' must be ratios summing to 1 or counts summing to len={n}, but they "
+                f"sum to {values.sum():g}. Normalise them."
+            )
+        order = np.arange(n)
+        if shuffle:
+            order = np.random.default_rng(random_seed).permutation(n)
+        parts, offset = [], 0
+        for c in counts:
+            idx = np.sort(order[offset : offset + c])
+            parts.append(self[idx])
+            offset += c
+        return dict(zip(names, parts)) if names is not None else parts
+
+    def __repr__(self) -> str:
+        cols = ", ".join(f"{k}={self._shape_of(k)}" for k in self.keys())
+        return f"Interval({cols})"
+
+
+def _check_timekeys(owner: str, timekeys: list[str], required: list[str], columns: dict[str, Any]) -> None:
+    for key in required:
+        if key not in timekeys:
+            raise ValueError(f"{owner}: 'timekeys' must contain {key!r}, but got {timekeys}. Add {key!r}.")
+    for key in timekeys:
+        if key not in required and key not in columns:
+            raise ValueError(
+                f"{owner}: time key {key!r} is not a column; columns are {required + list(columns)}. "
+                f"Remove it from 'timekeys' or add the column."
+            )
