@@ -1,14 +1,26 @@
 """torch_brain.data."""
 
+from . import sampler
 from ._array_dict import ArrayDict
 from ._data import Data
 from ._interval import Interval
 from ._timeseries import IrregularTimeSeries, RegularTimeSeries
+from .collate import chain, collate, pad, pad8, track_batch, track_mask, track_mask8
+from .sampler import DatasetIndex
 
 __all__: list[str] = [
     "ArrayDict",
     "Data",
+    "DatasetIndex",
     "Interval",
     "IrregularTimeSeries",
     "RegularTimeSeries",
+    "chain",
+    "collate",
+    "pad",
+    "pad8",
+    "sampler",
+    "track_batch",
+    "track_mask",
+    "track_mask8",
 ]
