@@ -1,0 +1,171 @@
+"""Run directories, atomic checkpoint writes, and the per-epoch training history.
+
+Layout of a run directory::
+
+    <run_dir>/
+      config.yaml        the resolved config of the run
+      checkpoints/       best-*.ckpt (best k by the monitored metric), last.ckpt, epoch-*.ckpt
+      logs/              metrics.csv (Lightning CSVLogger), tensorboard/ (if installed)
+      history.json       one entry per validation: epoch, step, every logged metric
+      metrics_<stage>.json   final metrics of `validate` / `test` (per session and task)
+      plots/             decoded vs true traces, confusion matrices, learning curves
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.plugins.io import TorchCheckpointIO
+
+__all__ = [
+    "AtomicCheckpointIO",
+    "HistoryCallback",
+    "atomic_write_text",
+    "last_checkpoint",
+    "prepare_run_dir",
+]
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Checkpoint IO that writes ``<name>.tmp`` in the same folder, fsyncs, then renames.
+
+    A run killed while saving leaves the previous checkpoint intact and no partial file under
+    the final name (``os.replace`` is atomic on POSIX and Windows).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
+                        storage_options: Any | None = None) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+
+def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """Creates (or reopens) a run directory, refusing to clobber an existing run.
+
+    Args:
+        run_dir: the folder.
+        resume: continue the run in ``run_dir`` (its ``checkpoints/last.ckpt`` must exist).
+        overwrite: delete an existing ``run_dir`` first.
+
+    Returns:
+        The run directory path.
+
+    Raises:
+        ValueError: ``run_dir`` exists and is not empty, and neither flag was given; or both
+            flags were given.
+        FileNotFoundError: ``resume`` without a ``last.ckpt`` to resume from.
+    """
+    run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume continues the run in "
+                         f"{str(run_dir)!r}, overwrite deletes it. Pass only one.")
+    exists = run_dir.is_dir() and any(run_dir.iterdir())
+    if resume:
+        if last_checkpoint(run_dir) is None:
+            raise FileNotFoundError(
+                f"cannot resume: no checkpoint {str(run_dir / 'checkpoints' / 'last.ckpt')!r}. "
+                "Start the run without --resume (or check --run-dir)."
+            )
+        return run_dir
+    if exists:
+        if not overwrite:
+            raise ValueError(
+                f"run directory {str(run_dir)!r} already exists and is not empty. Pass --resume to "
+                "continue that run, --overwrite to replace it, or choose another --run-dir."
+            )
+        shutil.rmtree(run_dir)
+    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def last_checkpoint(run_dir: str | Path) -> Path | None:
+    """``<run_dir>/checkpoints/last.ckpt`` if it exists, else None."""
+    path = Path(run_dir) / "checkpoints" / "last.ckpt"
+    return path if path.is_file() else None
+
+
+def _to_number(value: Any) -> float | None:
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1:
+            return None
+        value = value.item()
+    if isinstance(value, (int, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    return None
+
+
+class HistoryCallback(L.Callback):
+    """Appends every validation's metrics to ``history.json`` (and keeps it on resume).
+
+    Each entry: ``{"epoch": int, "step": int, "metrics": {name: float}}`` where ``metrics`` holds
+    every scalar Lightning has logged so far in the epoch (``train_loss``, ``val_loss``,
+    ``average_val_metric``, ``<session>/<task>/<metric>/val``, ``lr`` ...).
+
+    Args:
+        path: the json file.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.history: list[dict[str, Any]] = []
+
+    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.history = []
+        if self.path.is_file():  # resume: keep what happened before the checkpoint
+            with open(self.path) as f:
+                old = json.load(f)
+            self.history = [e for e in old if e.get("step", 0) <= trainer.global_step]
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != "fit":
+            return
+        metrics = {}
+        for key, value in trainer.callback_metrics.items():
+            number = _to_number(value)
+            if number is not None:
+                metrics[key] = number
+        entry = {"epoch": int(trainer.current_epoch), "step": int(trainer.global_step),
+                 "metrics": dict(sorted(metrics.items()))}
+        if self.history and self.history[-1]["step"] == entry["step"]:
+            self.history[-1] = entry
+        else:
+            self.history.append(entry)
+        if trainer.is_global_zero:
+            atomic_write_text(self.path, json.dumps(self.history, indent=1))
