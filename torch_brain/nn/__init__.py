@@ -1,10 +1,25 @@
 """torch_brain.nn: embeddings, rotary attention, feed-forward, readout and losses."""
 
+from torch_brain.nn.attention import RotaryCrossAttention, RotarySelfAttention
+from torch_brain.nn.embedding import InfiniteVocabEmbedding
+from torch_brain.nn.feedforward import FeedForward
 from torch_brain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, weighted_mean
+from torch_brain.nn.readout import MultitaskReadout, ReadoutTargets, in_intervals, prepare_readout
+from torch_brain.nn.rotary import RotaryTimeEmbedding, apply_rotary
 
 __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
+    "FeedForward",
+    "InfiniteVocabEmbedding",
     "MSELoss",
+    "MultitaskReadout",
+    "ReadoutTargets",
+    "RotaryCrossAttention",
+    "RotarySelfAttention",
+    "RotaryTimeEmbedding",
+    "apply_rotary",
+    "in_intervals",
+    "prepare_readout",
     "weighted_mean",
 ]

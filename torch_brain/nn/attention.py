@@ -1,0 +1,135 @@
+"""Rotary cross- and self-attention on ``torch.nn.functional.scaled_dot_product_attention``."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from torch_brain.nn.rotary import apply_rotary
+
+__all__ = ["RotaryCrossAttention", "RotarySelfAttention"]
+
+Rotary = tuple[Tensor, Tensor]  # (cos, sin), each (B, N, rotate_dim // 2)
+
+
+def _split_heads(x: Tensor, heads: int) -> Tensor:
+    # [B, N, H*Dh] -> [B, H, N, Dh]
+    b, n, _ = x.shape
+    return x.view(b, n, heads, -1).transpose(1, 2)
+
+
+def _merge_heads(x: Tensor) -> Tensor:
+    # [B, H, N, Dh] -> [B, N, H*Dh]
+    b, h, n, d = x.shape
+    return x.transpose(1, 2).reshape(b, n, h * d)
+
+
+def _attend(q: Tensor, k: Tensor, v: Tensor, key_mask: Tensor | None, dropout_p: float) -> Tensor:
+    """SDPA with a key-padding mask; queries whose keys are all padding get a zero output."""
+    if key_mask is None:
+        return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout_p)
+    if key_mask.dtype != torch.bool:
+        raise TypeError(f"key padding mask must be a bool tensor (True = real token), but got {key_mask.dtype}.")
+    if key_mask.shape != (k.shape[0], k.shape[2]):
+        raise ValueError(
+            f"key padding mask must have shape (B, N_keys) = {(k.shape[0], k.shape[2])}, but got "
+            f"{tuple(key_mask.shape)}."
+        )
+    has_key = key_mask.any(dim=1)  # [B]
+    all_have = bool(has_key.all())
+    if not all_have:  # avoid NaN from an all -inf row; those outputs are zeroed below
+        key_mask = key_mask | ~has_key[:, None]
+    # attn_mask: [B, 1, 1, Nk], True = take part
+    out = F.scaled_dot_product_attention(q, k, v, attn_mask=key_mask[:, None, None, :], dropout_p=dropout_p)
+    if not all_have:
+        out = out * has_key[:, None, None, None].to(out.dtype)
+    return out
+
+
+class RotaryCrossAttention(nn.Module):
+    """Pre-norm multi-head cross-attention with rotary time embeddings.
+
+    Queries come from ``x``, keys/values from ``context``. Queries and keys are rotated by their
+    timestamps; with ``rotate_value=True`` values are rotated by the key times and the output
+    rotated back by the query times, so what is read is expressed relative to the query time.
+
+    Args:
+        dim: feature size of ``x`` (and of the output).
+        context_dim: feature size of ``context`` (default ``dim``).
+        heads: number of heads.
+        dim_head: features per head.
+        dropout: attention dropout probability (training only).
+        rotate_value: rotate values and un-rotate outputs (see above).
+
+    Shapes:
+        x (B, Nq, dim), context (B, Nk, context_dim), x_rotary/context_rotary: (cos, sin) from
+        :class:`~torch_brain.nn.RotaryTimeEmbedding` for Nq/Nk timestamps, context_mask (B, Nk) bool
+        (True = real token) -> (B, Nq, dim). The residual is *not* added.
+    """
+
+    def __init__(self, *, dim: int, context_dim: int | None = None, heads: int = 1, dim_head: int = 64,
+                 dropout: float = 0.0, rotate_value: bool = False) -> None:
+        super().__init__()
+        context_dim = dim if context_dim is None else context_dim
+        inner = heads * dim_head
+        self.heads = heads
+        self.dropout = dropout
+        self.rotate_value = rotate_value
+        self.norm = nn.LayerNorm(dim)
+        self.norm_context = nn.LayerNorm(context_dim)
+        self.to_q = nn.Linear(dim, inner, bias=False)
+        self.to_kv = nn.Linear(context_dim, 2 * inner, bias=False)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(self, x: Tensor, context: Tensor, x_rotary: Rotary, context_rotary: Rotary,
+                context_mask: Tensor | None = None) -> Tensor:
+        q = _split_heads(self.to_q(self.norm(x)), self.heads)  # [B, H, Nq, Dh]
+        k, v = self.to_kv(self.norm_context(context)).chunk(2, dim=-1)
+        k, v = _split_heads(k, self.heads), _split_heads(v, self.heads)  # [B, H, Nk, Dh]
+        q = apply_rotary(q, *x_rotary)
+        k = apply_rotary(k, *context_rotary)
+        if self.rotate_value:
+            v = apply_rotary(v, *context_rotary)
+        out = _attend(q, k, v, context_mask, self.dropout if self.training else 0.0)  # [B, H, Nq, Dh]
+        if self.rotate_value:
+            out = apply_rotary(out, *x_rotary, inverse=True)
+        return self.to_out(_merge_heads(out))
+
+
+class RotarySelfAttention(nn.Module):
+    """Pre-norm multi-head self-attention with rotary time embeddings.
+
+    Args:
+        dim: feature size.
+        heads: number of heads.
+        dim_head: features per head.
+        dropout: attention dropout probability (training only).
+        rotate_value: rotate values by key times and outputs back by query times.
+
+    Shapes:
+        x (B, N, dim), x_rotary: (cos, sin) for the N timestamps, x_mask (B, N) bool or None
+        -> (B, N, dim). The residual is *not* added.
+    """
+
+    def __init__(self, *, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0,
+                 rotate_value: bool = True) -> None:
+        super().__init__()
+        inner = heads * dim_head
+        self.heads = heads
+        self.dropout = dropout
+        self.rotate_value = rotate_value
+        self.norm = nn.LayerNorm(dim)
+        self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
+        self.to_out = nn.Linear(inner, dim)
+
+    def forward(self, x: Tensor, x_rotary: Rotary, x_mask: Tensor | None = None) -> Tensor:
+        q, k, v = (_split_heads(t, self.heads) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
+        q = apply_rotary(q, *x_rotary)
+        k = apply_rotary(k, *x_rotary)
+        if self.rotate_value:
+            v = apply_rotary(v, *x_rotary)
+        out = _attend(q, k, v, x_mask, self.dropout if self.training else 0.0)
+        if self.rotate_value:
+            out = apply_rotary(out, *x_rotary, inverse=True)
+        return self.to_out(_merge_heads(out))

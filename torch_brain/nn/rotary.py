@@ -1,0 +1,68 @@
+"""Rotary embedding of continuous time (seconds) for attention."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["RotaryTimeEmbedding", "apply_rotary"]
+
+
+class RotaryTimeEmbedding(nn.Module):
+    """Angles of a rotary embedding of timestamps.
+
+    The first ``rotate_dim`` features of each head are rotated in ``rotate_dim // 2`` planes; plane
+    ``j`` turns with period ``t_min * (t_max / t_min) ** (j / (rotate_dim/2 - 1))`` seconds, so the
+    periods are log-spaced between ``t_min`` and ``t_max``. Rotating queries and keys by their own
+    times makes the attention score depend on the time difference only.
+
+    Args:
+        rotate_dim: number of rotated features (even); the remaining head features are untouched.
+        t_min: shortest period in seconds.
+        t_max: longest period in seconds.
+
+    Shapes:
+        forward: timestamps (B, N) -> (cos, sin), each (B, N, rotate_dim // 2).
+    """
+
+    def __init__(self, rotate_dim: int, t_min: float = 1e-4, t_max: float = 4.0) -> None:
+        super().__init__()
+        if rotate_dim < 2 or rotate_dim % 2:
+            raise ValueError(f"rotate_dim must be an even int >= 2, but got {rotate_dim!r}.")
+        if not 0 < t_min < t_max:
+            raise ValueError(f"need 0 < t_min < t_max, but got t_min={t_min!r}, t_max={t_max!r}.")
+        half = rotate_dim // 2
+        exponent = torch.arange(half, dtype=torch.float64) / max(half - 1, 1)
+        periods = t_min * (t_max / t_min) ** exponent
+        self.rotate_dim = rotate_dim
+        self.register_buffer("omega", (2 * math.pi / periods).float(), persistent=False)
+
+    def forward(self, timestamps: Tensor) -> tuple[Tensor, Tensor]:
+        # angle: [B, N, half]
+        angle = timestamps.to(self.omega.dtype).unsqueeze(-1) * self.omega
+        return angle.cos(), angle.sin()
+
+
+def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> Tensor:
+    """Rotate the first ``2 * cos.shape[-1]`` features of ``x`` by the given angles.
+
+    Features ``j`` and ``j + half`` form the ``j``-th rotation plane.
+
+    Args:
+        x: (B, H, N, Dh) per-head features.
+        cos: (B, N, half) cosines of the angles.
+        sin: (B, N, half) sines of the angles.
+        inverse: rotate by the opposite angles (undo a rotation).
+
+    Returns:
+        (B, H, N, Dh) tensor.
+    """
+    half = cos.shape[-1]
+    cos = cos.unsqueeze(1).to(x.dtype)  # [B, 1, N, half]
+    sin = sin.unsqueeze(1).to(x.dtype)
+    if inverse:
+        sin = -sin
+    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
