@@ -156,8 +156,8 @@ def test_data_slice_shifts_everything_and_accumulates_absolute_start():
     np.testing.assert_allclose(w.spikes.timestamps, ts[(ts >= 2.5) & (ts < 5.5)] - 2.5)
     assert w.cursor.vel.shape == (300, 2)
     np.testing.assert_array_equal(w.cursor.vel, data.cursor.vel[250:550])
-    # trials [2, 3.5) and [4, 5.5) -> clipped to the window, relative to 2.5
-    np.testing.assert_allclose(w.trials.start, [0.0, 1.5])
+    # trials [2, 3.5) and [4, 5.5) overlap the window: kept whole, relative to 2.5
+    np.testing.assert_allclose(w.trials.start, [-0.5, 1.5])
     np.testing.assert_allclose(w.trials.end, [1.0, 3.0])
     np.testing.assert_array_equal(w.trials.target_id, [1, 2])
     np.testing.assert_allclose(w.movement_periods.reach_period.start, [2.5])

@@ -54,14 +54,19 @@ def test_coalesce_and_dilate():
         Interval([0.0, 0.5], [1.0, 2.0]).dilate(1.0)
 
 
-def test_slice_clips_and_shifts():
+def test_slice_keeps_overlapping_rows_whole_and_clip_cuts_them():
     iv = Interval(start=[0.0, 2.0, 5.0], end=[1.0, 4.0, 6.0], go=np.array([0.5, 3.0, 5.5]),
                   timekeys=["start", "end", "go"])
     w = iv.slice(0.5, 3.0)
-    assert _pairs(w) == [(0.0, 0.5), (1.5, 2.5)]
+    assert _pairs(w) == [(-0.5, 0.5), (1.5, 3.5)]
     np.testing.assert_allclose(w.go, [0.0, 2.5])
-    assert _pairs(iv.slice(0.5, 3.0, reset_origin=False)) == [(0.5, 1.0), (2.0, 3.0)]
-    assert len(iv.slice(1.0, 2.0)) == 0
+    assert _pairs(iv.slice(0.5, 3.0, reset_origin=False)) == [(0.0, 1.0), (2.0, 4.0)]
+    assert _pairs(iv.clip(0.5, 3.0)) == [(0.0, 0.5), (1.5, 2.5)]
+    assert _pairs(iv.clip(0.5, 3.0, reset_origin=False)) == [(0.5, 1.0), (2.0, 3.0)]
+    assert len(iv.slice(1.0, 2.0)) == 0 and len(iv.slice(3.0, 3.0)) == 0
+    # a zero-length row is a point: kept when start <= x < end
+    pts = Interval([1.0, 2.0], [1.0, 2.0])
+    assert _pairs(pts.slice(1.0, 2.0, reset_origin=False)) == [(1.0, 1.0)]
 
 
 def test_select_by_mask_and_interval():

@@ -171,8 +171,10 @@ class Data:
     def slice(self, start: float, end: float, reset_origin: bool = True) -> Data:
         """The window ``[start, end)``.
 
-        Every time-based attribute is sliced (and nested Data recursively); with ``reset_origin`` its
-        times become relative to ``start`` and ``absolute_start`` grows by ``start``. Non-temporal
+        Every time-based attribute is sliced (and nested Data recursively): series keep the samples
+        in the window, Intervals keep the rows overlapping it (whole), ``domain`` is clipped to it.
+        With ``reset_origin`` times become relative to ``start`` and ``absolute_start`` grows by
+        ``start``. Non-temporal
         ArrayDicts are shallow-copied (columns shared, so adding a column to the window does not
         change the recording); arrays and scalars are shared.
         """
@@ -191,7 +193,7 @@ class Data:
             else:
                 od[key] = value
         dom = src["_domain"]
-        od["_domain"] = None if dom is None else dom.slice(start, end, reset_origin)
+        od["_domain"] = None if dom is None else dom.clip(start, end, reset_origin)
         od["_absolute_start"] = src["_absolute_start"] + start if reset_origin else src["_absolute_start"]
         pending = src.get("_pending")
         if pending:

@@ -253,27 +253,35 @@ class Interval(ArrayDict):
 
     # ------------------------------------------------------------------ slicing
     def slice(self, start: float, end: float, reset_origin: bool = True) -> Interval:
-        """Intervals overlapping ``[start, end)``, clipped to it.
+        """Rows that overlap ``[start, end)``, kept whole (as in temporaldata: not clipped).
 
-        Other time keys are shifted, not clipped. With ``reset_origin`` every time key is made
-        relative to ``start``.
+        A zero-length row ``[x, x]`` is kept when ``start <= x < end``. With ``reset_origin``
+        every time key is made relative to ``start``. Use :meth:`clip` to also cut rows at the
+        window edges.
         """
         s, e = self.start, self.end
-        mask = (e > start) & (s < end)
         if end <= start:
-            mask[:] = False
+            mask = np.zeros(s.shape, dtype=bool)
+        else:
+            mask = (s < end) & ((e > start) | ((s == e) & (s >= start)))
         shift = start if reset_origin else 0.0
         cols = {}
         for k in self.keys():
             col = getattr(self, k)[mask]
-            if k == "start":
-                col = np.maximum(col, start) - shift
-            elif k == "end":
-                col = np.minimum(col, end) - shift
-            elif k in self._timekeys and shift:
-                col = col - shift
-            cols[k] = col
+            cols[k] = col - shift if (shift and k in self._timekeys) else col
         return self._new_like(cols)
+
+    def clip(self, start: float, end: float, reset_origin: bool = True) -> Interval:
+        """Like :meth:`slice`, but ``start``/``end`` are cut to the window ``[start, end)``.
+
+        This is how the ``domain`` of a sliced object is computed.
+        """
+        out = self.slice(start, end, reset_origin)
+        shift = start if reset_origin else 0.0
+        d = out.__dict__
+        d["start"] = np.maximum(d["start"], start - shift)
+        d["end"] = np.minimum(d["end"], end - shift)
+        return out
 
     def select_by_interval(self, interval: Interval) -> Interval:
         """Rows that overlap any interval of ``interval`` (kept whole, times unchanged)."""

@@ -118,7 +118,7 @@ class IrregularTimeSeries(ArrayDict):
         for k in self.keys():
             col = getattr(self, k)[sl]
             cols[k] = col - shift if (shift and k in self._timekeys) else col
-        return self._new_like(cols, _domain=self._domain.slice(start, end, reset_origin))
+        return self._new_like(cols, _domain=self._domain.clip(start, end, reset_origin))
 
     def select_by_interval(self, interval: Interval) -> IrregularTimeSeries:
         """Events inside any interval of ``interval`` (times unchanged); domain intersected with it."""
