@@ -6,11 +6,13 @@ from ._data import Data
 from ._interval import Interval
 from ._timeseries import IrregularTimeSeries, RegularTimeSeries
 from .collate import chain, collate, pad, pad8, track_batch, track_mask, track_mask8
+from .dataset import Dataset
 from .sampler import DatasetIndex
 
 __all__: list[str] = [
     "ArrayDict",
     "Data",
+    "Dataset",
     "DatasetIndex",
     "Interval",
     "IrregularTimeSeries",
