@@ -152,3 +152,12 @@ def test_works_with_dataloader():
     batches = list(loader)
     assert batches[0]["x"].tolist() == [[0.0, 0.0], [0.0, 1.0]]
     assert batches[2]["id"] == ["s4"]
+
+
+def test_tensor_and_numpy_leaves_mix():
+    out = collate([pad(torch.tensor([1, 2])), pad(np.array([3]))])
+    assert out.tolist() == [[1, 2], [3, 0]]
+    out = collate([chain(torch.ones(2, 3)), chain(torch.zeros(1, 3))])
+    assert out.shape == (3, 3) and out.sum() == 6
+    out = collate([pad([1.0, 2.0]), pad([3.0])])
+    assert out.dtype == torch.float64 and out.tolist() == [[1.0, 2.0], [3.0, 0.0]]

@@ -199,69 +199,76 @@ def _round8(n: int) -> int:
     return (n + 7) // 8 * 8
 
 
-def _check_trailing(tensors: list[torch.Tensor], path: str, kind: str) -> None:
-    ref = tensors[0].shape[1:]
-    for i, t in enumerate(tensors):
-        if t.shape[1:] != ref:
+def _leaves(items: list, path: str, kind: str) -> list:
+    """Unify leaves as all-numpy (the fast path: numpy is single threaded and allocates lazily
+    zeroed memory) or, if any leaf is a tensor, all tensors; check shapes and dtypes."""
+    if any(isinstance(x, torch.Tensor) for x in items):
+        arrays = [_as_tensor(x, path) for x in items]
+    else:
+        arrays = []
+        for x in items:
+            if not isinstance(x, np.ndarray):
+                if isinstance(x, (list, tuple, numbers.Number, np.generic)):
+                    x = np.asarray(x)  # scalars become 0-d and are refused by _first_dims
+                else:
+                    _as_tensor(x, path)  # raises the right TypeError for other objects
+            if x.dtype.kind in "OUSV":
+                _as_tensor(x, path)  # raises: strings cannot become tensors
+            arrays.append(x)
+    _first_dims(arrays, path, kind)
+    ref = arrays[0]
+    for i, t in enumerate(arrays):
+        if t.shape[1:] != ref.shape[1:]:
             raise ValueError(
                 f"collate: {_name(path)} ({kind}) needs the same trailing shape in every sample, but "
-                f"sample 0 has {tuple(tensors[0].shape)} and sample {i} has {tuple(t.shape)}."
+                f"sample 0 has {tuple(ref.shape)} and sample {i} has {tuple(t.shape)}."
             )
+        if t.dtype != ref.dtype:
+            raise TypeError(
+                f"collate: {_name(path)} ({kind}) has dtype {ref.dtype} in sample 0 but {t.dtype} in "
+                f"sample {i}; give every sample the same dtype."
+            )
+    return arrays
 
 
 def _pad_leaves(items: list, path: str, multiple8: bool) -> torch.Tensor:
-    kind = "pad8" if multiple8 else "pad"
-    tensors = [_as_tensor(x, path) for x in items]
-    _first_dims(tensors, path, kind)
-    _check_trailing(tensors, path, kind)
-    dtype = tensors[0].dtype
-    for i, t in enumerate(tensors):
-        if t.dtype != dtype:
-            raise TypeError(
-                f"collate: {_name(path)} ({kind}) has dtype {dtype} in sample 0 but {t.dtype} in sample "
-                f"{i}; give every sample the same dtype."
-            )
-    max_len = max(t.shape[0] for t in tensors)
+    arrays = _leaves(items, path, "pad8" if multiple8 else "pad")
+    max_len = max(a.shape[0] for a in arrays)
     if multiple8:
         max_len = _round8(max_len)
-    # out: [B, max_len, *rest]
-    out = torch.zeros((len(tensors), max_len, *tensors[0].shape[1:]), dtype=dtype)
-    for i, t in enumerate(tensors):
-        out[i, : t.shape[0]] = t
-    return out
+    shape = (len(arrays), max_len, *arrays[0].shape[1:])
+    if isinstance(arrays[0], torch.Tensor):
+        out_t = torch.zeros(shape, dtype=arrays[0].dtype)  # out: [B, max_len, *rest]
+        for i, t in enumerate(arrays):
+            out_t[i, : t.shape[0]] = t
+        return out_t
+    out = np.zeros(shape, dtype=arrays[0].dtype)  # out: [B, max_len, *rest]
+    for i, a in enumerate(arrays):
+        out[i, : a.shape[0]] = a
+    return torch.from_numpy(out)
 
 
 def _chain_leaves(items: list, path: str) -> Any:
     if all(isinstance(x, np.ndarray) and x.dtype.kind in "US" for x in items):
         return np.concatenate(items)  # strings stay a numpy array of str
-    tensors = [_as_tensor(x, path) for x in items]
-    _first_dims(tensors, path, "chain")
-    _check_trailing(tensors, path, "chain")
-    dtype = tensors[0].dtype
-    for i, t in enumerate(tensors):
-        if t.dtype != dtype:
-            raise TypeError(
-                f"collate: {_name(path)} (chain) has dtype {dtype} in sample 0 but {t.dtype} in "
-                f"sample {i}; give every sample the same dtype."
-            )
-    return torch.cat(tensors, dim=0)
+    arrays = _leaves(items, path, "chain")
+    if isinstance(arrays[0], torch.Tensor):
+        return torch.cat(arrays, dim=0)
+    return torch.from_numpy(np.concatenate(arrays, axis=0))  # [sum n_i, *rest]
 
 
 def _mask_leaves(items: list, path: str, multiple8: bool) -> torch.Tensor:
-    lens = _first_dims(items, path, "track_mask8" if multiple8 else "track_mask")
-    max_len = max(lens)
+    lens = np.asarray(_first_dims(items, path, "track_mask8" if multiple8 else "track_mask"))
+    max_len = int(lens.max())
     if multiple8:
         max_len = _round8(max_len)
-    lengths = torch.tensor(lens, dtype=torch.int64)
     # mask: [B, max_len]
-    return torch.arange(max_len).unsqueeze(0) < lengths.unsqueeze(1)
+    return torch.from_numpy(np.arange(max_len)[None, :] < lens[:, None])
 
 
 def _batch_leaves(items: list, path: str, sample_index: list[int]) -> torch.Tensor:
     lens = _first_dims(items, path, "track_batch")
-    return torch.repeat_interleave(
-        torch.tensor(sample_index, dtype=torch.int64), torch.tensor(lens, dtype=torch.int64)
-    )
+    return torch.from_numpy(np.repeat(np.asarray(sample_index, dtype=np.int64), lens))
 
 
 def _collate_wrapped(kind: str, items: list, path: str, sample_index: list[int]) -> Any:
@@ -348,16 +355,19 @@ def _collate(items: list, path: str, sample_index: list[int]) -> Any:
         return out
 
     if isinstance(first, torch.Tensor) or (isinstance(first, np.ndarray) and first.dtype.kind not in "OUSV"):
-        tensors = [_as_tensor(x, path) for x in items]
-        shape = tensors[0].shape
-        for i, t in enumerate(tensors):
+        all_numpy = all(isinstance(x, np.ndarray) for x in items)
+        arrays = items if all_numpy else [_as_tensor(x, path) for x in items]
+        shape = arrays[0].shape
+        for i, t in enumerate(arrays):
             if t.shape != shape:
                 raise ValueError(
                     f"collate: {_name(path)} has shape {tuple(shape)} in sample {sample_index[0]} but "
                     f"{tuple(t.shape)} in sample {sample_index[i]}; default collation stacks equal "
                     "shapes only. Wrap variable-length fields with pad(), pad8() or chain()."
                 )
-        return torch.stack(tensors, dim=0)
+        if all_numpy:
+            return torch.from_numpy(np.stack(arrays, axis=0))
+        return torch.stack(arrays, dim=0)
 
     if isinstance(first, str) or first is None or isinstance(first, np.ndarray):
         return list(items)
