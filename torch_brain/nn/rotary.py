@@ -24,7 +24,7 @@ class RotaryTimeEmbedding(nn.Module):
         t_max: longest period in seconds.
 
     Shapes:
-        forward: timestamps (B, N) -> (cos, sin), each (B, N, rotate_dim // 2).
+        forward: timestamps (B, N) -> (cos, sin), each (B, N, rotate_dim // 2) float32.
     """
 
     def __init__(self, rotate_dim: int, t_min: float = 1e-4, t_max: float = 4.0) -> None:
@@ -37,12 +37,23 @@ class RotaryTimeEmbedding(nn.Module):
         exponent = torch.arange(half, dtype=torch.float64) / max(half - 1, 1)
         periods = t_min * (t_max / t_min) ** exponent
         self.rotate_dim = rotate_dim
-        self.register_buffer("omega", (2 * math.pi / periods).float(), persistent=False)
+        # float64 angular frequencies, kept out of the buffers so that model.half()/.to(dtype) does
+        # not round them; angles are computed in float64 (t * omega reaches ~1e5 rad).
+        self._omega = 2 * math.pi / periods
+        self._omega_by_device: dict = {}
+
+    @property
+    def omega(self) -> Tensor:
+        """(rotate_dim // 2,) float64 angular frequencies (rad/s)."""
+        return self._omega
 
     def forward(self, timestamps: Tensor) -> tuple[Tensor, Tensor]:
-        # angle: [B, N, half]
-        angle = timestamps.to(self.omega.dtype).unsqueeze(-1) * self.omega
-        return angle.cos(), angle.sin()
+        omega = self._omega_by_device.get(timestamps.device)
+        if omega is None:
+            omega = self._omega_by_device.setdefault(timestamps.device, self._omega.to(timestamps.device))
+        # angle: [B, N, half] in float64; cos/sin returned in float32
+        angle = timestamps.to(torch.float64).unsqueeze(-1) * omega
+        return angle.cos().float(), angle.sin().float()
 
 
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> Tensor:

@@ -1,0 +1,164 @@
+"""Rotary attention against a naive float64 softmax(QK^T)V with explicit masks."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from torch_brain.nn import RotaryCrossAttention, RotarySelfAttention, RotaryTimeEmbedding, apply_rotary
+
+T_MIN, T_MAX = 1e-4, 4.0
+
+
+def _layer_norm(x, ln):
+    w, b = ln.weight.detach().double().numpy(), ln.bias.detach().double().numpy()
+    mu = x.mean(-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + ln.eps) * w + b
+
+
+def _rotate(x, t, rotate_dim, sign=1.0):
+    """Rotate features (j, j + half) of x (N, Dh) as complex numbers by exp(i * omega_j * t)."""
+    half = rotate_dim // 2
+    periods = T_MIN * (T_MAX / T_MIN) ** (np.arange(half) / max(half - 1, 1))
+    omega = 2 * math.pi / periods
+    z = (x[:, :half] + 1j * x[:, half:rotate_dim]) * np.exp(1j * sign * np.outer(t, omega))
+    return np.concatenate([z.real, z.imag, x[:, rotate_dim:]], axis=1)
+
+
+def _naive_attention(mod, x, ctx, tq, tk, mask, heads, dh, rotate_value, self_attn=False):
+    """Float64 reference for one sample: x (Nq, D), ctx (Nk, D), mask (Nk,) bool."""
+    rot = dh // 2 // 2 * 2
+    if self_attn:
+        w = mod.to_qkv.weight.detach().double().numpy()
+        h = _layer_norm(x, mod.norm)
+        q, k, v = np.split(h @ w.T, 3, axis=1)
+    else:
+        wq = mod.to_q.weight.detach().double().numpy()
+        wkv = mod.to_kv.weight.detach().double().numpy()
+        q = _layer_norm(x, mod.norm) @ wq.T
+        k, v = np.split(_layer_norm(ctx, mod.norm_context) @ wkv.T, 2, axis=1)
+    outs = []
+    for hh in range(heads):
+        sl = slice(hh * dh, (hh + 1) * dh)
+        qh, kh, vh = _rotate(q[:, sl], tq, rot), _rotate(k[:, sl], tk, rot), v[:, sl]
+        if rotate_value:
+            vh = _rotate(vh, tk, rot)
+        scores = qh @ kh.T / math.sqrt(dh)
+        scores = np.where(mask[None, :], scores, -np.inf)
+        p = np.exp(scores - scores.max(1, keepdims=True))
+        p /= p.sum(1, keepdims=True)
+        oh = p @ vh
+        if rotate_value:
+            oh = _rotate(oh, tq, rot, sign=-1.0)
+        outs.append(oh)
+    wo = mod.to_out.weight.detach().double().numpy()
+    bo = mod.to_out.bias.detach().double().numpy()
+    return np.concatenate(outs, axis=1) @ wo.T + bo
+
+
+@pytest.mark.parametrize("heads,dh,rotate_value", [(1, 8, True), (2, 8, False), (3, 6, True)])
+def test_cross_attention_matches_naive(heads, dh, rotate_value):
+    torch.manual_seed(0)
+    b, nq, nk, d = 3, 5, 11, 12
+    mod = RotaryCrossAttention(dim=d, heads=heads, dim_head=dh, rotate_value=rotate_value)
+    with torch.no_grad():  # non-trivial norms
+        for ln in (mod.norm, mod.norm_context):
+            ln.weight.normal_(1.0, 0.2)
+            ln.bias.normal_(0.0, 0.2)
+    rope = RotaryTimeEmbedding(dh // 2 // 2 * 2, t_min=T_MIN, t_max=T_MAX)
+    x, ctx = torch.randn(b, nq, d), torch.randn(b, nk, d)
+    tq, tk = torch.rand(b, nq), torch.rand(b, nk)
+    mask = torch.rand(b, nk) > 0.4
+    mask[:, 0] = True
+    out = mod(x, ctx, rope(tq), rope(tk), mask)
+    for i in range(b):
+        ref = _naive_attention(mod, x[i].double().numpy(), ctx[i].double().numpy(), tq[i].double().numpy(),
+                               tk[i].double().numpy(), mask[i].numpy(), heads, dh, rotate_value)
+        np.testing.assert_allclose(out[i].detach().numpy(), ref, atol=1e-5, rtol=0)
+
+
+def test_self_attention_matches_naive():
+    torch.manual_seed(1)
+    b, n, d, heads, dh = 2, 7, 16, 4, 8
+    mod = RotarySelfAttention(dim=d, heads=heads, dim_head=dh, rotate_value=True)
+    rope = RotaryTimeEmbedding(dh // 2, t_min=T_MIN, t_max=T_MAX)
+    x, t = torch.randn(b, n, d), torch.rand(b, n)
+    out = mod(x, rope(t))
+    for i in range(b):
+        ref = _naive_attention(mod, x[i].double().numpy(), None, t[i].double().numpy(), t[i].double().numpy(),
+                               np.ones(n, bool), heads, dh, True, self_attn=True)
+        np.testing.assert_allclose(out[i].detach().numpy(), ref, atol=1e-5, rtol=0)
+
+
+def test_rotary_scores_depend_on_time_difference_only():
+    rope = RotaryTimeEmbedding(8, t_min=0.01, t_max=2.0)
+    q, k = torch.randn(1, 1, 1, 8).double(), torch.randn(1, 1, 1, 8).double()
+    scores = []
+    for shift in (0.0, 0.3, 0.77):
+        cq, sq = rope(torch.tensor([[0.5 + shift]], dtype=torch.float64))
+        ck, sk = rope(torch.tensor([[0.2 + shift]], dtype=torch.float64))
+        scores.append(float((apply_rotary(q, cq, sq) * apply_rotary(k, ck, sk)).sum()))
+    assert scores[1] == pytest.approx(scores[0], abs=1e-5) and scores[2] == pytest.approx(scores[0], abs=1e-5)
+
+
+def _padded_inputs(seed=0):
+    torch.manual_seed(seed)
+    d = 8
+    mod = RotaryCrossAttention(dim=d, heads=2, dim_head=4, rotate_value=True)
+    rope = RotaryTimeEmbedding(2)
+    x, tq = torch.randn(1, 3, d), torch.rand(1, 3)
+    ctx, tk = torch.randn(1, 6, d), torch.rand(1, 6)
+    return mod, rope, x, tq, ctx, tk
+
+
+def test_padding_does_not_change_output_and_gets_zero_grad():
+    mod, rope, x, tq, ctx, tk = _padded_inputs()
+    ref = mod(x, ctx, rope(tq), rope(tk), torch.ones(1, 6, dtype=torch.bool))
+    # append 10 padding tokens with arbitrary content
+    ctx_pad = torch.cat([ctx, 100 * torch.randn(1, 10, 8)], dim=1).requires_grad_(True)
+    tk_pad = torch.cat([tk, torch.rand(1, 10)], dim=1)
+    mask = torch.zeros(1, 16, dtype=torch.bool)
+    mask[:, :6] = True
+    out = mod(x, ctx_pad, rope(tq), rope(tk_pad), mask)
+    torch.testing.assert_close(out, ref, atol=1e-6, rtol=0)
+    out.sum().backward()
+    assert torch.all(ctx_pad.grad[:, 6:] == 0)
+    assert torch.any(ctx_pad.grad[:, :6] != 0)
+
+
+def test_sample_without_keys_gives_zeros_not_nan():
+    mod, rope, x, tq, ctx, tk = _padded_inputs()
+    x2, tq2 = x.repeat(2, 1, 1), tq.repeat(2, 1)
+    ctx2, tk2 = ctx.repeat(2, 1, 1).requires_grad_(True), tk.repeat(2, 1)
+    mask = torch.ones(2, 6, dtype=torch.bool)
+    mask[1] = False
+    out = mod(x2, ctx2, rope(tq2), rope(tk2), mask)
+    assert torch.isfinite(out).all()
+    bias = mod.to_out.bias.detach()
+    torch.testing.assert_close(out[1], bias.expand(3, -1))
+    out.sum().backward()
+    assert torch.all(ctx2.grad[1] == 0)
+
+
+@pytest.mark.parametrize(
+    "mask,exc,match",
+    [
+        (torch.ones(1, 6), TypeError, "must be a bool tensor"),
+        (torch.ones(1, 5, dtype=torch.bool), ValueError, r"must have shape \(B, N_keys\)"),
+    ],
+)
+def test_bad_mask(mask, exc, match):
+    mod, rope, x, tq, ctx, tk = _padded_inputs()
+    with pytest.raises(exc, match=match):
+        mod(x, ctx, rope(tq), rope(tk), mask)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [(dict(rotate_dim=3), "rotate_dim must be an even int"), (dict(rotate_dim=4, t_min=2.0, t_max=1.0), "t_min < t_max")],
+)
+def test_rotary_bad_args(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RotaryTimeEmbedding(**kwargs)
