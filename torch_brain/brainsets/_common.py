@@ -142,7 +142,8 @@ def check_targets(paths: Sequence[Path], overwrite: bool) -> None:
     if existing and not overwrite:
         raise ValueError(
             f"{len(existing)} output file(s) already exist: {existing[:3]}"
-            f"{' ...' if len(existing) > 3 else ''}. Pass overwrite=True (--overwrite) to replace "
+            f"{f' and {len(existing) - 3} more' if len(existing) > 3 else ''}. Pass overwrite=True "
+            "(--overwrite) to replace "
             "them, or choose another root."
         )
 
