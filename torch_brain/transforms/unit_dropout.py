@@ -74,10 +74,13 @@ class UnitDropout(_RandomMixin):
         if n_units <= self.min_units:
             return n_units
         rng = self._rng()
-        for _ in range(self.max_attempts):
-            k = int(round(rng.triangular(self.min_units, self.mode_units, self.max_units)))
-            if self.min_units <= k <= n_units:
-                return k
+        left = self.max_attempts
+        while left > 0:
+            draws = np.rint(rng.triangular(self.min_units, self.mode_units, self.max_units, size=min(left, 8)))
+            ok = np.flatnonzero((draws >= self.min_units) & (draws <= n_units))
+            if ok.size:
+                return int(draws[ok[0]])
+            left -= draws.size
         return n_units
 
     def __call__(self, data: Data) -> Data:
