@@ -1,0 +1,472 @@
+"""``DecodingDataModule``: datasets, samplers and loaders for training and stitched evaluation.
+
+Training windows come from :class:`~torch_brain.data.sampler.RandomFixedWindowSampler`
+(re-drawn every epoch from ``(seed, epoch)``); validation and test windows from
+:class:`~torch_brain.data.sampler.DistributedStitchingFixedWindowSampler` (overlapping windows,
+each sequence on one process) so the stitching evaluators see every timestamp.
+
+Exact resume: the module's ``state_dict`` (saved in every Lightning checkpoint) holds the epoch
+and the number of batches already trained in it. On resume the training batch sampler replays
+the same epoch's window order and skips those batches; every window's augmentation is seeded
+from ``(seed, epoch, batch, position)``, so a resumed run sees exactly the batches of the
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+__all__ = ["DEFAULT_METRICS", "DecodingDataModule", "build_metric"]
+
+# metric name -> factory(spec) ; the default metric of a task type comes first
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "CONTINUOUS": ("r2",),
+    "MULTINOMIAL": ("accuracy",),
+    "BINARY": ("accuracy",),
+    "MULTILABEL": ("f1",),
+}
+
+
+def _metric_factories() -> dict[str, Callable[[Any], Any]]:
+    import torchmetrics
+
+    def cls_task(spec: Any) -> dict[str, Any]:
+        kind = spec.type.name
+        if kind == "MULTINOMIAL":
+            return {"task": "multiclass", "num_classes": spec.dim}
+        if kind == "MULTILABEL":
+            return {"task": "multilabel", "num_labels": spec.dim}
+        return {"task": "binary"}
+
+    return {
+        "r2": lambda spec: torchmetrics.R2Score(num_outputs=spec.dim) if spec.dim > 1
+        else torchmetrics.R2Score(),
+        "mse": lambda spec: torchmetrics.MeanSquaredError(),
+        "mae": lambda spec: torchmetrics.MeanAbsoluteError(),
+        "pearson": lambda spec: torchmetrics.PearsonCorrCoef(num_outputs=spec.dim),
+        "accuracy": lambda spec: torchmetrics.Accuracy(**cls_task(spec)),
+        "balanced_accuracy": lambda spec: torchmetrics.Accuracy(average="macro", **cls_task(spec)),
+        "f1": lambda spec: torchmetrics.F1Score(average="macro", **cls_task(spec)),
+    }
+
+
+def build_metric(entry: Any, spec: Any) -> tuple[str, Any]:
+    """A ``(name, torchmetrics metric)`` from a config entry.
+
+    ``entry`` is a name (``r2``, ``mse``, ``mae``, ``pearson``, ``accuracy``,
+    ``balanced_accuracy``, ``f1``) or the torch_brain 0.1.x form
+    ``{"metric": {"_target_": "torchmetrics.R2Score", ...kwargs}}``.
+    """
+    factories = _metric_factories()
+    if isinstance(entry, str):
+        if entry not in factories:
+            close = difflib.get_close_matches(entry, list(factories), n=1)
+            raise ValueError(
+                f"unknown metric {entry!r}; valid metrics: {', '.join(sorted(factories))}."
+                + (f" Did you mean {close[0]!r}?" if close else "")
+            )
+        return entry, factories[entry](spec)
+    if isinstance(entry, Mapping):
+        target = entry.get("metric", entry)
+        if isinstance(target, Mapping) and "_target_" in target:
+            import importlib
+
+            path = target["_target_"]
+            module_name, _, cls_name = path.rpartition(".")
+            try:
+                cls = getattr(importlib.import_module(module_name), cls_name)
+            except (ImportError, AttributeError) as err:
+                raise ValueError(f"metric _target_ {path!r} cannot be imported: {err}.") from None
+            kwargs = {k: v for k, v in target.items() if k != "_target_"}
+            return cls_name.lower(), cls(**kwargs)
+    raise TypeError(
+        f"a metrics entry must be a metric name or {{metric: {{_target_: ...}}}}, got {entry!r}."
+    )
+
+
+def _seed_of(*parts: int) -> int:
+    """A 63-bit seed derived from integers (stable across processes and Python versions)."""
+    digest = hashlib.blake2b(repr(tuple(int(p) for p in parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "little") & (2**63 - 1)
+
+
+class _EpochTracker(torch.utils.data.Sampler):
+    """Wraps a window sampler; remembers the epoch Lightning gives to ``set_epoch``."""
+
+    def __init__(self, sampler: Any) -> None:
+        self.inner = sampler
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Any]:
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(self.epoch)  # replay exactly this epoch's windows
+        return iter(self.inner)
+
+    def __len__(self) -> int:
+        return len(self.inner)
+
+
+class _ResumableBatchSampler(torch.utils.data.Sampler):
+    """Batches of ``(window index, sample seed)``; can skip the batches of an interrupted epoch."""
+
+    def __init__(self, sampler: Any, batch_size: int, seed: int, drop_last: bool = False) -> None:
+        self.sampler = _EpochTracker(sampler)  # Lightning calls batch_sampler.sampler.set_epoch
+        self.batch_size = int(batch_size)
+        self.seed = int(seed)
+        self.drop_last = bool(drop_last)
+        self.resume: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        n = len(self.sampler)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __iter__(self) -> Iterator[list[tuple[Any, int]]]:
+        epoch = self.sampler.epoch
+        skip = 0
+        if self.resume is not None:
+            if self.resume["epoch"] == epoch:
+                skip = int(self.resume["batches_done"])
+            self.resume = None
+        batch: list[Any] = []
+        b = 0
+        for index in self.sampler:
+            batch.append(index)
+            if len(batch) == self.batch_size:
+                if b >= skip:
+                    yield [(x, _seed_of(self.seed, epoch, b, i)) for i, x in enumerate(batch)]
+                batch, b = [], b + 1
+        if batch and not self.drop_last and b >= skip:
+            yield [(x, _seed_of(self.seed, epoch, b, i)) for i, x in enumerate(batch)]
+
+
+class _SeededWindows(torch.utils.data.Dataset):
+    """Reads ``(index, seed)``: seeds the augmentations of that window, then loads it."""
+
+    def __init__(self, dataset: Any, unit_dropout: Mapping[str, Any] | None,
+                 tokenizer: Callable[[], Callable | None]) -> None:
+        self.dataset = dataset
+        self.unit_dropout = dict(unit_dropout) if unit_dropout else None
+        self.tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, item: tuple[Any, int]) -> Any:
+        index, seed = item
+        torch.manual_seed(seed)  # anything else random in the window's pipeline
+        np.random.seed(seed % 2**32)
+        data = self.dataset.get(index.recording_id, index.start, index.end)
+        if self.unit_dropout is not None:
+            from torch_brain.transforms import UnitDropout
+
+            data = UnitDropout(**self.unit_dropout, seed=seed)(data)
+        return _tokenize(self.tokenizer(), data)
+
+
+class _EvalWindows(torch.utils.data.Dataset):
+    def __init__(self, dataset: Any, tokenizer: Callable[[], Callable | None]) -> None:
+        self.dataset = dataset
+        self.tokenizer = tokenizer
+
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, index: Any) -> Any:
+        return _tokenize(self.tokenizer(), self.dataset.get(index.recording_id, index.start, index.end))
+
+
+def _tokenize(tokenizer: Callable | None, data: Any) -> Any:
+    if tokenizer is None:
+        raise ValueError(
+            "DecodingDataModule.tokenizer is not set: give the datamodule the model's tokenizer "
+            "(datamodule.tokenizer = model.tokenize), or train through NeuralDecoder, which sets it."
+        )
+    return tokenizer(data)
+
+
+def _readouts(config: Any) -> list[dict[str, Any]]:
+    if isinstance(config, Mapping):
+        return list(config.get("multitask_readout", []) or [])
+    return []
+
+
+class DecodingDataModule(L.LightningDataModule):
+    """Datasets, samplers and loaders built from a data config.
+
+    Args:
+        root: folder of prepared brainsets (``<root>/<brainset>/<session>.h5``).
+        dataset_config: the dataset selection config (YAML path, dict or list) as accepted by
+            :class:`~torch_brain.data.Dataset`; its ``multitask_readout`` entries choose the tasks.
+            None: every brainset under ``root``, decoding ``tasks``.
+        tasks: task names (required when ``dataset_config`` is None; otherwise checked against it).
+        window_length: window duration in seconds (the model's ``sequence_length``).
+        batch_size: training batch size.
+        eval_batch_size: validation/test batch size (default ``batch_size``).
+        eval_step: stride of the overlapping evaluation windows (default ``window_length / 2``).
+        num_workers: DataLoader worker processes.
+        train_split, val_split, test_split: split names of the recordings' domains.
+        unit_dropout: keyword arguments of :class:`~torch_brain.transforms.UnitDropout` applied
+            to training windows, or None.
+        keep_files_open: passed to the Dataset.
+        seed: seed of the training window order and augmentations.
+        tokenizer: ``model.tokenize`` (set automatically by :class:`NeuralDecoder`).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        dataset_config: Any = None,
+        *,
+        tasks: Sequence[str] | None = None,
+        window_length: float = 1.0,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        eval_step: float | None = None,
+        num_workers: int = 0,
+        train_split: str = "train",
+        val_split: str = "valid",
+        test_split: str = "test",
+        unit_dropout: Mapping[str, Any] | None = None,
+        keep_files_open: bool = True,
+        seed: int = 0,
+        tokenizer: Callable | None = None,
+    ) -> None:
+        super().__init__()
+        self.root = Path(root)
+        if window_length <= 0:
+            raise ValueError(f"window_length must be > 0 seconds, got {window_length}.")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.window_length = float(window_length)
+        self.batch_size = int(batch_size)
+        self.eval_batch_size = int(eval_batch_size or batch_size)
+        self.eval_step = float(eval_step) if eval_step else self.window_length / 2
+        self.num_workers = int(num_workers)
+        self.splits = {"train": train_split, "valid": val_split, "test": test_split}
+        self.unit_dropout = dict(unit_dropout) if unit_dropout else None
+        self.keep_files_open = bool(keep_files_open)
+        self.seed = int(seed)
+        self.tokenizer = tokenizer
+        self.dataset_config = self._resolve_config(dataset_config, tasks)
+        self.tasks = self._resolve_tasks(tasks)
+        self._datasets: dict[str, Any] = {}
+        self._train_batch_sampler: _ResumableBatchSampler | None = None
+        self._resume_state: dict[str, int] | None = None
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any], **kwargs: Any) -> DecodingDataModule:
+        """Builds the datamodule from a run config's ``data`` section (and ``seed``)."""
+        data = dict(config["data"])
+        return cls(
+            root=data["root"], dataset_config=data.get("config"), tasks=data.get("tasks"),
+            window_length=data["window_length"], batch_size=data["batch_size"],
+            eval_batch_size=data.get("eval_batch_size"), eval_step=data.get("eval_step"),
+            num_workers=data.get("num_workers", 0), train_split=data.get("train_split", "train"),
+            val_split=data.get("val_split", "valid"), test_split=data.get("test_split", "test"),
+            unit_dropout=data.get("unit_dropout"), keep_files_open=data.get("keep_files_open", True),
+            seed=config.get("seed", 0), **kwargs,
+        )
+
+    # ---------------------------------------------------------------- config and tasks
+    def _resolve_config(self, dataset_config: Any, tasks: Sequence[str] | None) -> Any:
+        if dataset_config is not None:
+            if isinstance(dataset_config, (str, Path)):
+                path = Path(dataset_config)
+                if not path.is_file():
+                    raise FileNotFoundError(
+                        f"data.config {str(path)!r} does not exist; pass a dataset config YAML "
+                        "(see configs/datasets/) or leave it null and set data.tasks."
+                    )
+                import yaml
+
+                with open(path) as f:
+                    return yaml.safe_load(f)
+            return dataset_config
+        if not tasks:
+            raise ValueError(
+                "no tasks to decode: set data.config (a dataset config with multitask_readout) or "
+                "data.tasks (e.g. data.tasks=[cursor_velocity_2d])."
+            )
+        if not self.root.is_dir():
+            raise FileNotFoundError(
+                f"data.root {str(self.root)!r} does not exist; prepare data first, e.g. "
+                f"`torch-brain prepare synthetic_reaching --root {self.root}`."
+            )
+        brainsets = sorted(p.name for p in self.root.iterdir() if p.is_dir() and any(p.glob("*.h5")))
+        if not brainsets:
+            raise FileNotFoundError(f"data.root {str(self.root)!r} holds no <brainset>/<session>.h5 files.")
+        return [{
+            "selection": [{"brainset": b} for b in brainsets],
+            "config": {"multitask_readout": [{"readout_id": t} for t in tasks]},
+        }]
+
+    def _resolve_tasks(self, tasks: Sequence[str] | None) -> list[str]:
+        entries = self.dataset_config if isinstance(self.dataset_config, list) else [self.dataset_config]
+        found: list[str] = []
+        for entry in entries:
+            if isinstance(entry, Mapping):
+                for readout in _readouts(entry.get("config", {})):
+                    if readout["readout_id"] not in found:
+                        found.append(readout["readout_id"])
+        if not found:
+            raise ValueError(
+                "the dataset config lists no task (no config.multitask_readout with readout_id "
+                "entries); add one or set data.tasks with data.config null."
+            )
+        if tasks:
+            missing = [t for t in tasks if t not in found]
+            if missing:
+                raise ValueError(
+                    f"data.tasks {missing} are not in the dataset config's multitask_readout "
+                    f"({found}); add them there or remove them from data.tasks."
+                )
+        from torch_brain.registry import MODALITY_REGISTRY
+
+        unknown = [t for t in found if t not in MODALITY_REGISTRY]
+        if unknown:
+            raise ValueError(
+                f"unknown task(s) {unknown}; registered tasks: {', '.join(sorted(MODALITY_REGISTRY))}. "
+                "Register new ones with torch_brain.registry.register_modality."
+            )
+        return found
+
+    # ---------------------------------------------------------------- datasets
+    def dataset(self, split: str) -> Any:
+        """The Dataset of ``split`` (``"train"``, ``"valid"`` or ``"test"``), built once."""
+        if split not in self.splits:
+            raise ValueError(f"split must be one of train, valid, test; got {split!r}.")
+        if split not in self._datasets:
+            from torch_brain.data import Dataset
+
+            self._datasets[split] = Dataset(
+                str(self.root), config=self.dataset_config, split=self.splits[split],
+                keep_files_open=self.keep_files_open,
+            )
+        return self._datasets[split]
+
+    def setup(self, stage: str | None = None) -> None:
+        if stage in (None, "fit"):
+            self.dataset("train")
+            self.dataset("valid")
+        if stage == "validate":
+            self.dataset("valid")
+        if stage in (None, "test", "predict"):
+            self.dataset("test")
+
+    def get_unit_ids(self) -> list[str]:
+        """Global unit ids of every split (units are shared by splits of one session)."""
+        return self.dataset("train").get_unit_ids()
+
+    def get_session_ids(self) -> list[str]:
+        """Global session ids (= recording ids) of the training split."""
+        return self.dataset("train").get_session_ids()
+
+    def _session_tasks(self, split: str) -> dict[str, list[str]]:
+        """{session_id: tasks configured for it} over the split's recordings."""
+        ds = self.dataset(split)
+        out: dict[str, list[str]] = {}
+        for rid in ds.get_sampling_intervals():
+            readouts = {r["readout_id"]: r for r in _readouts(ds.get_config(rid))}
+            self._readout_configs.setdefault(rid, readouts)
+            out[rid] = [t for t in self.tasks if t in readouts]
+        return out
+
+    @property
+    def _readout_configs(self) -> dict[str, dict[str, Any]]:
+        if not hasattr(self, "_readout_cache"):
+            self._readout_cache: dict[str, dict[str, Any]] = {}
+        return self._readout_cache
+
+    def get_metrics(self, split: str = "valid") -> dict[str, dict[str, dict[str, Any]]]:
+        """``{session_id: {task: {metric_name: torchmetrics metric}}}`` for the split's sessions.
+
+        Metrics come from the readout's ``metrics`` entry in the dataset config, else the task
+        type's default (R² for continuous tasks, accuracy for categorical ones).
+        """
+        from torch_brain.registry import get_modality
+
+        out: dict[str, dict[str, dict[str, Any]]] = {}
+        for sid, tasks in self._session_tasks(split).items():
+            out[sid] = {}
+            for task in tasks:
+                spec = get_modality(task)
+                entries = self._readout_configs.get(sid, {}).get(task, {}).get("metrics")
+                if not entries:
+                    entries = DEFAULT_METRICS.get(spec.type.name, ("mse",))
+                out[sid][task] = dict(build_metric(e, spec) for e in entries)
+        return out
+
+    # ---------------------------------------------------------------- loaders
+    def _tokenizer(self) -> Callable | None:
+        return self.tokenizer
+
+    def train_dataloader(self) -> DataLoader:
+        from torch_brain.data import collate
+        from torch_brain.data.sampler import RandomFixedWindowSampler
+
+        ds = self.dataset("train")
+        sampler = RandomFixedWindowSampler(
+            sampling_intervals=ds.get_sampling_intervals(), window_length=self.window_length,
+            generator=_seed_of(self.seed, 1),
+        )
+        batch_sampler = _ResumableBatchSampler(sampler, self.batch_size, seed=self.seed)
+        if self._resume_state is not None:
+            batch_sampler.resume = dict(self._resume_state)
+            self._resume_state = None
+        self._train_batch_sampler = batch_sampler
+        return DataLoader(
+            _SeededWindows(ds, self.unit_dropout, self._tokenizer), batch_sampler=batch_sampler,
+            collate_fn=collate, num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+        )
+
+    def _eval_loader(self, split: str) -> DataLoader:
+        from torch_brain.data import collate
+        from torch_brain.data.sampler import DistributedStitchingFixedWindowSampler
+
+        ds = self.dataset(split)
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        sampler = DistributedStitchingFixedWindowSampler(
+            sampling_intervals=ds.get_sampling_intervals(), window_length=self.window_length,
+            step=self.eval_step, batch_size=self.eval_batch_size, num_replicas=world, rank=rank,
+            drop_short=True,
+        )
+        return DataLoader(_EvalWindows(ds, self._tokenizer), sampler=sampler,
+                          batch_size=self.eval_batch_size, collate_fn=collate,
+                          num_workers=self.num_workers)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("valid")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    # ---------------------------------------------------------------- resume
+    def state_dict(self) -> dict[str, Any]:
+        """Training position (epoch, batches trained in it): saved in every checkpoint."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(progress.processed),
+                "seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict and "epoch" in state_dict:
+            self._resume_state = {"epoch": int(state_dict["epoch"]),
+                                  "batches_done": int(state_dict["batches_done"])}

@@ -1,0 +1,351 @@
+"""``NeuralDecoder``: the user guide's LightningModule, generalised to POYO and POYO+ from a config.
+
+- training: the guide's weighted per-task loss (each task's loss times the number of samples
+  holding that task, divided by the batch size) on standardised continuous targets;
+- validation/test: predictions mapped back to the original units and returned as
+  :class:`~torch_brain.utils.stitcher.DataForMultiTaskDecodingStitchEvaluator`, which a
+  :class:`~torch_brain.utils.stitcher.MultiTaskDecodingStitchEvaluator` callback stitches and
+  scores (POYO's single task is presented in the same multi-task form);
+- optimiser and schedule from names (:mod:`torch_brain.training.optim`);
+- target statistics, task list and model hyper-parameters travel in the checkpoint.
+
+Example:
+    >>> dm = DecodingDataModule("data/processed", "configs/datasets/synthetic_reaching.yaml")
+    >>> module = NeuralDecoder("poyo_plus", tasks=dm.tasks, model_kwargs={"dim": 64})
+    >>> trainer = L.Trainer(max_steps=600, callbacks=[
+    ...     MultiTaskDecodingStitchEvaluator(metrics=dm.get_metrics())])  # doctest: +SKIP
+    >>> trainer.fit(module, datamodule=dm)  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import difflib
+import random
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from torch import nn
+
+from torch_brain.training.normalization import TargetNormalizer, compute_target_stats
+from torch_brain.training.optim import build_optimizer, build_scheduler
+
+__all__ = ["MODELS", "NeuralDecoder", "build_model"]
+
+MODELS: tuple[str, ...] = ("poyo", "poyo_plus")
+
+
+def build_model(name: str, tasks: Sequence[str], *, sequence_length: float = 1.0,
+                **kwargs: Any) -> nn.Module:
+    """Builds POYO (one task) or POYOPlus (any tasks) with readouts for ``tasks``.
+
+    Args:
+        name: ``"poyo"`` or ``"poyo_plus"``.
+        tasks: registered modality names.
+        sequence_length: window length in seconds.
+        **kwargs: constructor arguments of the model (``dim``, ``depth``, ``latent_step`` ...).
+
+    Raises:
+        ValueError: unknown model name (valid ones listed), unknown task, POYO with != 1 task,
+            or a constructor argument the model does not take (closest one suggested).
+    """
+    from torch_brain.registry import get_modality
+
+    if name not in MODELS:
+        close = difflib.get_close_matches(str(name), MODELS, n=1)
+        raise ValueError(f"Unknown model {name!r}. Valid models are: {', '.join(MODELS)}."
+                         + (f" Did you mean {close[0]!r}?" if close else ""))
+    specs = {t: get_modality(t) for t in tasks}
+    if name == "poyo":
+        from torch_brain.models import POYO as cls
+
+        if len(specs) != 1:
+            raise ValueError(f"model 'poyo' decodes exactly one task, got {list(specs)}; use "
+                             "model.name=poyo_plus for several tasks.")
+        extra = {"readout_spec": next(iter(specs.values()))}
+    else:
+        from torch_brain.models import POYOPlus as cls
+
+        extra = {"readout_specs": specs}
+    import inspect
+
+    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self",)]
+    for key in kwargs:
+        if key not in valid:
+            close = difflib.get_close_matches(key, valid, n=1)
+            raise ValueError(f"model {name!r} has no option {key!r}."
+                             + (f" Did you mean {close[0]!r}?" if close else "")
+                             + f" Valid options: {', '.join(sorted(valid))}.")
+    return cls(sequence_length=sequence_length, **kwargs, **extra)
+
+
+def _rng_state() -> dict[str, Any]:
+    """Global RNG states in a form ``torch.load(weights_only=True)`` accepts."""
+    name, keys, pos, has_gauss, cached = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
+        "python": list(random.getstate()[1]),
+        "python_version": int(random.getstate()[0]),
+    }
+
+
+def _set_rng_state(state: Mapping[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    n = state["numpy"]
+    np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
+                         n["cached_gaussian"]))
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+
+
+class NeuralDecoder(L.LightningModule):
+    """A ready LightningModule that trains POYO / POYO+ decoders.
+
+    Args:
+        model: ``"poyo"`` or ``"poyo_plus"`` (built with :func:`build_model`), or a model
+            instance (its readout specs give the tasks).
+        tasks: task names (required with a model name).
+        sequence_length: window length in seconds (= the datamodule's ``window_length``).
+        model_kwargs: constructor arguments of the model.
+        optimizer: ``{"name": ..., "lr": ..., **options}`` for :func:`build_optimizer`.
+        scheduler: ``{"name": ..., **options}`` for :func:`build_scheduler` (``None``: constant).
+        normalization: ``"per_session"``, ``"global"`` or ``"none"``: how continuous targets
+            are standardised (statistics from the training split, computed in :meth:`setup`).
+        compile: run the model through ``torch.compile``.
+    """
+
+    def __init__(
+        self,
+        model: str | nn.Module = "poyo_plus",
+        *,
+        tasks: Sequence[str] | None = None,
+        sequence_length: float = 1.0,
+        model_kwargs: Mapping[str, Any] | None = None,
+        optimizer: Mapping[str, Any] | None = None,
+        scheduler: Mapping[str, Any] | None = None,
+        normalization: str = "per_session",
+        compile: bool = False,
+    ) -> None:
+        super().__init__()
+        if isinstance(model, nn.Module):
+            specs = getattr(model, "readout", None)
+            specs = getattr(specs, "readout_specs", None)
+            if specs is None and hasattr(model, "readout_spec"):
+                specs = {model.readout_spec.name: model.readout_spec}
+            if not specs:
+                raise TypeError("model must be 'poyo', 'poyo_plus' or a POYO/POYOPlus instance; got "
+                                f"{type(model).__name__} without readout specs.")
+            tasks = list(specs)
+            model_name = "poyo" if type(model).__name__ == "POYO" else "poyo_plus"
+            hp = dict(getattr(model, "hparams", {}))
+            hp.pop("readout_specs", None)
+            hp.pop("readout_spec", None)
+            sequence_length = hp.pop("sequence_length", sequence_length)
+            model_kwargs = hp
+            self.model = model
+        else:
+            if not tasks:
+                raise ValueError("tasks must list at least one task name when model is a name, "
+                                 "e.g. tasks=['cursor_velocity_2d'].")
+            model_name = model
+            self.model = build_model(model, list(tasks), sequence_length=sequence_length,
+                                     **dict(model_kwargs or {}))
+        self.save_hyperparameters({
+            "model": model_name,
+            "tasks": list(tasks),
+            "sequence_length": float(sequence_length),
+            "model_kwargs": dict(model_kwargs or {}),
+            "optimizer": dict(optimizer or {"name": "adamw", "lr": 1e-3}),
+            "scheduler": dict(scheduler) if scheduler else None,
+            "normalization": normalization,
+            "compile": bool(compile),
+        })
+        from torch_brain.registry import get_modality
+
+        self.specs = {t: get_modality(t) for t in tasks}
+        self.normalizer = TargetNormalizer()
+        self._compiled: Any = None
+        self.collect_predictions = False
+        self.predictions: dict[str, dict[str, dict[str, list[torch.Tensor]]]] = {}
+
+    # ---------------------------------------------------------------- setup
+    def setup(self, stage: str) -> None:
+        """Links the datamodule: tokenizer, unit/session vocabularies, target statistics."""
+        dm = getattr(self.trainer, "datamodule", None) if self._trainer is not None else None
+        if dm is None:
+            return
+        if hasattr(dm, "tokenizer") and dm.tokenizer is None:
+            dm.tokenizer = self.model.tokenize
+        missing = [t for t in getattr(dm, "tasks", []) if t not in self.specs]
+        if missing:
+            raise ValueError(
+                f"the data has task(s) {missing} that this model has no readout for (model tasks: "
+                f"{list(self.specs)}); fine-tune with these tasks or remove them from the data config."
+            )
+        self.init_vocab(dm)
+        if stage == "fit" and not self.normalizer.stats.get("tasks") and \
+                self.hparams.normalization != "none":
+            self.normalizer = TargetNormalizer(compute_target_stats(
+                dm.dataset("train"), self.specs, mode=self.hparams.normalization))
+
+    def init_vocab(self, dm: Any) -> None:
+        """Initialises (or extends, for new sessions) the unit and session vocabularies."""
+        for emb_name, ids in (("unit_emb", dm.get_unit_ids), ("session_emb", dm.get_session_ids)):
+            emb = getattr(self.model, emb_name, None)
+            if emb is None:
+                continue
+            wanted = list(ids())
+            if emb.is_lazy():
+                emb.initialize_vocab(wanted)
+            else:
+                known = set(emb.vocab)
+                new = [i for i in wanted if i not in known]
+                if new:
+                    emb.extend_vocab(new)
+
+    def configure_model(self) -> None:
+        if self.hparams.compile and self._compiled is None:
+            object.__setattr__(self, "_compiled", torch.compile(self.model))
+
+    def forward(self, **inputs: Any) -> Any:
+        fn = self._compiled if self._compiled is not None else self.model
+        return fn(**inputs)
+
+    # ---------------------------------------------------------------- batch helpers
+    def _multitask_view(self, batch: Mapping[str, Any], output: Any) -> tuple[dict, dict, dict, dict, torch.Tensor]:
+        """(outputs, targets, weights, eval masks) as {task: chained}, and decoder indices (B, Q)."""
+        inputs = batch["model_inputs"]
+        if "output_decoder_index" in inputs:
+            return (output, batch["target_values"], batch.get("target_weights", {}),
+                    batch.get("eval_mask", {}), inputs["output_decoder_index"])
+        task = next(iter(self.specs))  # POYO: one task, chained tensors
+        decoder = inputs["output_mask"].long() * self.specs[task].id
+
+        def wrap(x: Any) -> dict:
+            return {} if x is None else {task: x}
+
+        return (wrap(output), wrap(batch["target_values"]), wrap(batch.get("target_weights")),
+                wrap(batch.get("eval_mask")), decoder)
+
+    def _counts(self, decoder: torch.Tensor, task: str) -> torch.Tensor:
+        return (decoder == self.specs[task].id).sum(dim=1)  # (B,) queries of task per sample
+
+    def _loss(self, batch: Mapping[str, Any], output: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        outputs, targets, weights, _, decoder = self._multitask_view(batch, output)
+        sessions = batch["session_id"]
+        batch_size = decoder.shape[0]
+        total = decoder.new_zeros((), dtype=torch.float32)
+        per_task = {}
+        for task, pred in outputs.items():
+            spec = self.specs[task]
+            counts = self._counts(decoder, task)
+            target = targets[task]
+            if spec.type.name == "CONTINUOUS":
+                target = self.normalizer.normalize(task, target.to(pred.dtype), sessions, counts)
+            loss = spec.loss_fn(pred, target, weights.get(task))
+            per_task[task] = loss.detach()
+            total = total + loss * (counts > 0).sum()
+        return total / batch_size, per_task
+
+    # ---------------------------------------------------------------- steps
+    def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
+        output = self(**batch["model_inputs"], unpack_output=False)
+        loss, per_task = self._loss(batch, output)
+        bs = len(batch["session_id"])
+        self.log("train_loss", loss, prog_bar=True, batch_size=bs, on_step=True, on_epoch=True)
+        for task, value in per_task.items():
+            self.log(f"train_loss/{task}", value, batch_size=bs)
+        if self.trainer is not None and self.trainer.optimizers:
+            self.log("lr", self.trainer.optimizers[0].param_groups[0]["lr"], batch_size=bs)
+        return loss
+
+    def _eval_step(self, batch: Mapping[str, Any], stage: str) -> Any:
+        from torch_brain.utils.stitcher import DataForMultiTaskDecodingStitchEvaluator
+
+        output = self(**batch["model_inputs"], unpack_output=False)
+        loss, _ = self._loss(batch, output)
+        bs = len(batch["session_id"])
+        self.log(f"{stage}_loss", loss, batch_size=bs, sync_dist=True)
+        outputs, targets, _, masks, decoder = self._multitask_view(batch, output)
+        sessions = list(batch["session_id"])
+        preds: list[dict[str, torch.Tensor]] = [{} for _ in sessions]
+        for task, pred in outputs.items():
+            counts = self._counts(decoder, task)
+            if self.specs[task].type.name == "CONTINUOUS":
+                pred = self.normalizer.denormalize(task, pred.float(), sessions, counts)
+            for i, chunk in enumerate(torch.split(pred, counts.tolist())):
+                if counts[i] > 0:
+                    preds[i][task] = chunk
+        timestamps = batch["model_inputs"]["output_timestamps"]
+        if self.collect_predictions:
+            self._collect(timestamps, preds, targets, masks, decoder, batch)
+        return DataForMultiTaskDecodingStitchEvaluator(
+            timestamps=timestamps, preds=preds, targets=targets, decoder_indices=decoder,
+            eval_masks=masks, session_ids=sessions, absolute_starts=batch["absolute_start"],
+        )
+
+    def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
+        return self._eval_step(batch, "val")
+
+    def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
+        return self._eval_step(batch, "test")
+
+    def _collect(self, timestamps: torch.Tensor, preds: list[dict], targets: dict, masks: dict,
+                 decoder: torch.Tensor, batch: Mapping[str, Any]) -> None:
+        """Keeps (absolute time, prediction, target) of evaluated queries, for plots."""
+        starts = torch.as_tensor(batch["absolute_start"], dtype=torch.float64)
+        for task in targets:
+            counts = self._counts(decoder, task)
+            t_chunks = torch.split(targets[task], counts.tolist())
+            m_chunks = torch.split(masks[task], counts.tolist()) if task in masks else None
+            for i, sid in enumerate(batch["session_id"]):
+                if counts[i] == 0:
+                    continue
+                sel = decoder[i] == self.specs[task].id
+                ts = timestamps[i][sel].double().cpu() + starts[i]
+                keep = m_chunks[i].bool().cpu() if m_chunks is not None else torch.ones(len(ts), dtype=torch.bool)
+                store = self.predictions.setdefault(sid, {}).setdefault(
+                    task, {"timestamps": [], "preds": [], "targets": []})
+                store["timestamps"].append(ts[keep])
+                store["preds"].append(preds[i][task].detach().float().cpu()[keep])
+                store["targets"].append(t_chunks[i].detach().cpu()[keep])
+
+    # ---------------------------------------------------------------- optimisers
+    def configure_optimizers(self) -> Any:
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        opt_cfg = dict(self.hparams.optimizer)
+        optimizer = build_optimizer(params, opt_cfg.pop("name", "adamw"), **opt_cfg)
+        sched_cfg = dict(self.hparams.scheduler or {"name": "none"})
+        name = sched_cfg.pop("name", "none")
+        total = None
+        if self._trainer is not None:
+            total = self.trainer.max_steps if self.trainer.max_steps and self.trainer.max_steps > 0 \
+                else int(self.trainer.estimated_stepping_batches)
+        scheduler = build_scheduler(optimizer, name, total_steps=total, **sched_cfg)
+        if scheduler is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": scheduler}
+
+    # ---------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["target_normalization"] = self.normalizer.stats
+        checkpoint["rng_state"] = _rng_state()
+        checkpoint["torch_brain"] = {"tasks": list(self.specs),
+                                     "specs": {t: s.to_dict() for t, s in self.specs.items()}}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        self.normalizer = TargetNormalizer(checkpoint.get("target_normalization"))
+        saved = checkpoint.get("hyper_parameters", {})
+        mismatch = [
+            f"{k}: checkpoint {saved.get(k)!r} vs this run {self.hparams.get(k)!r}"
+            for k in ("model", "tasks", "model_kwargs", "sequence_length")
+            if k in saved and saved.get(k) != self.hparams.get(k)
+        ]
+        if mismatch:
+            raise ValueError("checkpoint does not match this model: " + "; ".join(mismatch)
+                             + ". Use the run's own config, or `finetune` to change tasks/model.")
+        if self._trainer is not None and self.trainer.state.fn == "fit" and "rng_state" in checkpoint:
+            _set_rng_state(checkpoint["rng_state"])
