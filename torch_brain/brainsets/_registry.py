@@ -182,7 +182,9 @@ def prepare(
     kwargs = {o.name: o.default for o in prep.options}
     for key, value in options.items():
         kwargs[key] = prep.option(key).check(name, value)  # type: ignore[union-attr]
-    return prep.fn(Path(root), overwrite=bool(overwrite), progress=bool(progress), **kwargs)
+    return prep.fn(
+        Path(root).expanduser(), overwrite=bool(overwrite), progress=bool(progress), **kwargs
+    )
 
 
 def _all_options() -> dict[str, tuple[Option, list[str]]]:

@@ -196,14 +196,19 @@ def _draw_units(rng: np.random.Generator, stats: SubjectStats, n_units: int) -> 
 
 
 def _shared_gain(rng: np.random.Generator, n_steps: int) -> np.ndarray:
-    """Slow population-wide excitability (Ornstein-Uhlenbeck log-gain), shape (n_steps,)."""
-    a = np.exp(-_DT / _GAIN_TAU_S)
-    noise = rng.normal(0.0, _GAIN_SD * np.sqrt(1 - a * a), n_steps)
-    noise[0] = rng.normal(0.0, _GAIN_SD)
-    # AR(1) recursion x[t] = a x[t-1] + noise[t], solved blockwise with a filter
-    from scipy.signal import lfilter
+    """Slow population-wide excitability (Ornstein-Uhlenbeck log-gain), shape (n_steps,).
 
-    return lfilter([1.0], [1.0, -a], noise)
+    The AR(1) recursion runs on a 10 Hz grid (the time constant is 2 s) and is linearly
+    interpolated onto the 100 Hz grid.
+    """
+    n_coarse = n_steps // 10 + 2
+    a = np.exp(-0.1 / _GAIN_TAU_S)
+    noise = rng.normal(0.0, _GAIN_SD * np.sqrt(1 - a * a), n_coarse)
+    x = np.empty(n_coarse)
+    x[0] = rng.normal(0.0, _GAIN_SD)
+    for i in range(1, n_coarse):
+        x[i] = a * x[i - 1] + noise[i]
+    return np.interp(np.arange(n_steps) / 10.0, np.arange(n_coarse), x)
 
 
 def _rates(
