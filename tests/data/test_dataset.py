@@ -180,8 +180,8 @@ def test_dataloader_workers(root):
 
 
 def test_keep_files_open_false_and_lru_bound(root):
-    a = Dataset(root, keep_files_open=False)
-    b = Dataset(root, max_open_files=2)
+    a = Dataset(root, keep_files_open=False, memory_budget=0)
+    b = Dataset(root, max_open_files=2, memory_budget=0)
     for rid in a.get_session_ids() * 2:
         wa, wb = a.get(rid, 2.0, 3.5), b.get(rid, 2.0, 3.5)
         assert np.array_equal(wa.spikes.timestamps, wb.spikes.timestamps)
@@ -198,7 +198,7 @@ def test_many_files_do_not_exhaust_handles(tmp_path):
                                                          splits={"train": [(0.0, 2.0)]}))
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 64 + 40 // 2 + 40), hard))
     try:
-        ds = Dataset(tmp_path, split="train", max_open_files=8)
+        ds = Dataset(tmp_path, split="train", max_open_files=8, memory_budget=0)
         for _ in range(3):
             for rid in ds.get_session_ids():
                 ds.get(rid, 0.5, 1.5)
@@ -207,10 +207,33 @@ def test_many_files_do_not_exhaust_handles(tmp_path):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
 
 
+def test_in_memory_and_lazy_windows_are_identical(root):
+    one_file = (root / "bs" / "s0.h5").stat().st_size
+    mem = Dataset(root, split="train")
+    lazy = Dataset(root, split="train", memory_budget=0)
+    part = Dataset(root, split="train", memory_budget=one_file)
+    sampler = RandomFixedWindowSampler(mem.get_sampling_intervals(), window_length=0.7, generator=3)
+    for idx in sampler:
+        a, b, c = mem[idx], lazy[idx], part[idx]
+        for w in (b, c):
+            assert np.array_equal(a.spikes.timestamps, w.spikes.timestamps)
+            assert np.array_equal(a.spikes.unit_index, w.spikes.unit_index)
+            assert np.array_equal(a.cursor.vel, w.cursor.vel)
+            assert np.array_equal(a.trials.start, w.trials.start)
+            assert np.array_equal(a.units.id, w.units.id) and a.session.id == w.session.id
+            assert a.absolute_start == w.absolute_start
+    assert len(mem._memory) == 4 and len(lazy._memory) == 0 and len(part._memory) == 1
+    assert len(mem._cache) == 0  # in-memory recordings hold no file handle
+    with pytest.raises(ValueError, match="memory_budget must be an int >= 0"):
+        Dataset(root, memory_budget=-1)
+
+
 def test_get_recording_data_and_index_types(root):
+    for kwargs in ({}, {"memory_budget": 0}, {"memory_budget": 0, "keep_files_open": False}):
+        full = Dataset(root, split="test", **kwargs).get_recording_data("bs/s0")
+        assert full.session.id == "bs/s0" and full.units.id[0] == "bs/s0/unit_0"
+        assert len(full.spikes) == 20 * 4 * 10
     ds = Dataset(root, split="test")
-    full = ds.get_recording_data("bs/s0")
-    assert full.session.id == "bs/s0" and full.units.id[0] == "bs/s0/unit_0"
     assert np.array_equal(ds[DatasetIndex("bs/s0", 8.0, 9.0)].spikes.timestamps,
                           ds[("bs/s0", 8.0, 9.0)].spikes.timestamps)
     with pytest.raises(TypeError, match="index must be a DatasetIndex"):
