@@ -207,15 +207,19 @@ class KalmanDecoder:
         if self.A is None:
             raise ValueError("KalmanDecoder is not fitted; call fit(counts, targets) first.")
         counts = np.asarray(counts, dtype=np.float64)
+        # information form (Woodbury): with few states and many units, each step only inverts
+        # (d, d) matrices: P+ = (P-^-1 + H^T Q^-1 H)^-1, y+ = y- + P+ H^T Q^-1 (x - H y- - c)
+        q_inv_h = np.linalg.solve(self.Q, self.H)  # Q^-1 H  (n_units, d)
+        ht_qi_h = self.H.T @ q_inv_h  # (d, d)
+        innovations = counts - self.c  # x - c, (n_bins, n_units)
+        projected = innovations @ q_inv_h  # rows: H^T Q^-1 (x - c)
         y, p = self.y0.copy(), self.P0.copy()
         out = np.empty((len(counts), len(y)))
-        eye = np.eye(len(y))
-        for t, x in enumerate(counts):
+        for t in range(len(counts)):
             y = self.A @ y + self.d
             p = self.A @ p @ self.A.T + self.W
-            s = self.H @ p @ self.H.T + self.Q
-            k = np.linalg.solve(s, self.H @ p).T  # gain: P H^T S^-1  (S symmetric)
-            y = y + k @ (x - self.H @ y - self.c)
-            p = (eye - k @ self.H) @ p
+            p = np.linalg.inv(np.linalg.inv(p) + ht_qi_h)
+            p = 0.5 * (p + p.T)
+            y = y + p @ (projected[t] - ht_qi_h @ y)
             out[t] = y
         return out

@@ -215,10 +215,22 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         raise TypeError(f"config file {str(path)!r} must hold a mapping at top level, got "
                         f"{type(content).__name__}.")
     content = _fix_numbers(content)
+    _resolve_paths(content, path.parent)
     if "base" in content:
         base = path.parent / content.pop("base")
         content = merge_config(_read_yaml(base, seen + (path.resolve(),)), content)
     return content
+
+
+def _resolve_paths(content: dict[str, Any], folder: Path) -> None:
+    """A relative ``data.config`` / ``finetune.checkpoint`` that does not exist from the working
+    directory but does next to the YAML file is made relative to the file."""
+    for section, key in (("data", "config"), ("finetune", "checkpoint")):
+        value = (content.get(section) or {}).get(key) if isinstance(content.get(section), dict) else None
+        if isinstance(value, str) and not Path(value).is_absolute() and not Path(value).exists():
+            candidate = folder / value
+            if candidate.exists():
+                content[section][key] = str(candidate)
 
 
 def _parse_override(item: str) -> tuple[list[str], Any]:
