@@ -96,6 +96,19 @@ def test_bad_input_raises_and_writes_nothing(tmp_path, name, kwargs, exc, match)
     assert list(tmp_path.iterdir()) == []
 
 
+def test_root_must_be_a_folder(tmp_path):
+    (tmp_path / "afile").write_text("x")
+    with pytest.raises(ValueError, match="exists but is not a folder"):
+        prepare("synthetic_reaching", tmp_path / "afile", progress=False)
+
+
+def test_numpy_option_values_accepted(tmp_path):
+    (path,) = prepare("synthetic_reaching", tmp_path, progress=False, n_sessions=np.int64(1),
+                      n_subjects=1, minutes=np.float32(0.1), n_units=3, held_out=False,
+                      split_ratios=np.array([0.6, 0.2, 0.2]))
+    assert path.name == "session_00.h5"
+
+
 def test_existing_files_need_overwrite(tmp_path):
     opts = dict(TINY, minutes=0.1, n_sessions=1, n_subjects=1, held_out=False)
     (path,) = prepare("synthetic_reaching", tmp_path, progress=False, **opts)

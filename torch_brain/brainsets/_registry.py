@@ -9,6 +9,8 @@ import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 __all__ = [
     "BrainsetPreparer",
     "Option",
@@ -60,13 +62,16 @@ class Option:
         elif self.type is bool:
             ok = isinstance(value, bool)
         elif self.type is int:
-            ok = isinstance(value, int) and not isinstance(value, bool)
+            ok = isinstance(value, (int, np.integer)) and not isinstance(value, bool)
+            value = int(value) if ok else value
         elif self.type is float:
-            ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+            ok = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+            value = float(value) if ok else value
         elif self.type is str:
             ok = isinstance(value, (str, os.PathLike))
         else:
-            ok = isinstance(value, (list, tuple)) and len(value) == 3
+            ok = isinstance(value, (list, tuple, np.ndarray)) and len(value) == 3
+            value = tuple(value) if ok else value
         if not ok:
             raise TypeError(
                 f"prepare({brainset!r}): option {self.name!r} must be {expected}, but got "
@@ -173,6 +178,12 @@ def prepare(
     prep = get_preparer(name)
     if root is None or not isinstance(root, (str, os.PathLike)):
         raise TypeError(f"root must be a folder path (str or Path), but got {root!r}.")
+    out_dir = Path(root).expanduser() / name
+    for folder in (out_dir.parent, out_dir):
+        if folder.exists() and not folder.is_dir():
+            raise ValueError(
+                f"root: {folder} exists but is not a folder; pass a folder path as root."
+            )
     unknown = [k for k in options if prep.option(k) is None]
     if unknown:
         valid = [o.name for o in prep.options]
