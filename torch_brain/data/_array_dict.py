@@ -113,7 +113,7 @@ class ArrayDict:
         out = object.__new__(cls)
         d = out.__dict__
         for name in cls._META:
-            d[name] = self.__dict__.get(name)
+            d[name] = getattr(self, name, None)
         d.update(meta)
         d.update(columns)
         return out

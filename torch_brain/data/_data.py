@@ -32,6 +32,30 @@ class _Deferred:
         return self._value
 
 
+class _DeferredSlice:
+    """``parent.slice(start, end, reset_origin)`` (or ``.clip`` for domains), computed on first use.
+
+    ``parent`` is a sliceable object or another ``_DeferredSlice`` (window of a window).
+    """
+
+    __slots__ = ("_parent", "_args", "_clip", "_value")
+
+    def __init__(self, parent: Any, start: float, end: float, reset_origin: bool, clip: bool = False) -> None:
+        self._parent = parent
+        self._args = (start, end, reset_origin)
+        self._clip = clip
+        self._value = None
+
+    def get(self) -> Any:
+        if self._parent is not None:
+            parent = self._parent
+            if type(parent) is _DeferredSlice:
+                parent = parent.get()
+            self._value = parent.clip(*self._args) if self._clip else parent.slice(*self._args)
+            self._parent = None
+        return self._value
+
+
 class Data:
     """A recording or a window of it: named containers plus plain attributes.
 
@@ -105,7 +129,11 @@ class Data:
     @property
     def domain(self) -> Interval | None:
         """The time extent of this object (an Interval), or None."""
-        return self.__dict__["_domain"]
+        dom = self.__dict__["_domain"]
+        if type(dom) is _DeferredSlice:
+            dom = dom.get()
+            self.__dict__["_domain"] = dom
+        return dom
 
     @property
     def absolute_start(self) -> float:
@@ -183,21 +211,28 @@ class Data:
         out = object.__new__(Data)
         od = out.__dict__
         src = self.__dict__
+        # every time-based attribute is sliced on first access (a training step rarely reads all)
+        deferred = {}
         for key, value in src.items():
             if key[0] == "_":
                 continue
             if isinstance(value, _SLICEABLE):
-                od[key] = value.slice(start, end, reset_origin)
+                deferred[key] = _DeferredSlice(value, start, end, reset_origin)
             elif isinstance(value, ArrayDict):
                 od[key] = value._shallow_copy()
             else:
                 od[key] = value
-        dom = src["_domain"]
-        od["_domain"] = None if dom is None else dom.clip(start, end, reset_origin)
-        od["_absolute_start"] = src["_absolute_start"] + start if reset_origin else src["_absolute_start"]
         pending = src.get("_pending")
         if pending:
-            od["_pending"] = pending
+            for key, item in pending.items():
+                if key in src:
+                    continue
+                deferred[key] = _DeferredSlice(item, start, end, reset_origin) if type(item) is _DeferredSlice else item
+        if deferred:
+            od["_pending"] = deferred
+        dom = src["_domain"]
+        od["_domain"] = None if dom is None else _DeferredSlice(dom, start, end, reset_origin, clip=True)
+        od["_absolute_start"] = src["_absolute_start"] + start if reset_origin else src["_absolute_start"]
         return out
 
     def select_by_interval(self, interval: Interval) -> Data:
@@ -233,6 +268,7 @@ class Data:
             if isinstance(value, (ArrayDict, Data)):
                 value.materialize()
         self.__dict__.pop("_pending", None)
+        _ = self.domain  # resolves a deferred window domain
         return self
 
     def __repr__(self) -> str:
@@ -240,7 +276,7 @@ class Data:
         for key in self.keys():
             value = self.__dict__.get(key)
             if value is None and key not in self.__dict__:
-                parts.append(f"{key}=<on disk>")
+                parts.append(f"{key}=<not loaded>")
             elif isinstance(value, np.ndarray):
                 parts.append(f"{key}=array{list(value.shape)}")
             else:
