@@ -21,6 +21,7 @@ Config format (the torch_brain 0.1.x YAML)::
 from __future__ import annotations
 
 import copy
+import errno
 import os
 from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -113,7 +114,13 @@ def _load_config(config: Any) -> list[dict] | None:
     return entries
 
 
-def _read_error(path: Path, err: Exception) -> ValueError:
+def _read_error(path: Path, err: Exception) -> Exception:
+    if isinstance(err, OSError) and (err.errno == errno.EMFILE or "Too many open files" in str(err)):
+        return OSError(
+            errno.EMFILE,
+            f"Dataset: too many open files while opening {str(path)!r}; lower max_open_files (or use "
+            "keep_files_open=False), or raise the limit (`ulimit -n`).",
+        )
     return ValueError(
         f"Dataset: could not read recording file {str(path)!r}: {type(err).__name__}: {err}. The file is "
         "corrupt or not in the brainset layout; re-create it (e.g. `torch-brain prepare ...`) or move it out "
