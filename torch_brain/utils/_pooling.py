@@ -239,3 +239,24 @@ def _stitch_sorted_segments(
     if backend == "numpy":
         return _stitch_numpy(timestamps.contiguous(), values.contiguous())
     return _stitch_torch(timestamps, values)
+
+
+def _group_sum(keys: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum ``rows`` (N, F) sharing a key; returns sorted distinct ``keys`` (U,) and sums (U, F).
+
+    The sums keep ``rows``' dtype (use float64 for running sums that must stay exact).
+    """
+    if keys.shape[0] == 0:
+        return keys, rows
+    if keys.device.type == "cpu" and keys.shape[0] >= _SMALL:
+        k = keys.contiguous().numpy()
+        perm = _np_order(k)
+        sorted_keys = k if perm is None else k[perm]
+        starts, lengths = _np_segments(sorted_keys)
+        sums = _np_segment_sum(rows.contiguous().numpy(), perm, starts, lengths, rows.numpy().dtype)
+        return torch.from_numpy(np.ascontiguousarray(sorted_keys[starts])), torch.from_numpy(sums)
+    sorted_keys, perm = torch.sort(keys, stable=True)
+    seg_id, starts, _ = _segment_ids(sorted_keys)
+    sums = torch.zeros((starts.shape[0], rows.shape[1]), dtype=rows.dtype, device=rows.device)
+    sums.index_add_(0, seg_id, rows[perm])
+    return sorted_keys[starts], sums
