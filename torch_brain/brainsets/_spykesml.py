@@ -12,7 +12,6 @@ deterministic and preserves every count per unit and per bin, but timing inside 
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import numpy as np
