@@ -401,3 +401,22 @@ def test_unwritable_values(tmp_path):
 def test_from_hdf5_wrong_argument_type():
     with pytest.raises(TypeError, match="expected an open h5py.File/Group or a path, but got int"):
         Data.from_hdf5(3)
+
+
+def test_windows_pickle_and_copy_as_plain_objects(rich_file):
+    import copy
+    import pickle
+
+    data, path = rich_file
+    with h5py.File(path, "r") as f:
+        w = Data.from_hdf5(f, lazy=True).slice(2.0, 4.0)
+        blob = pickle.dumps(w)
+        shallow = copy.copy(w)
+        deep = copy.deepcopy(w)
+    for back in (pickle.loads(blob), deep):
+        for key in back.keys():
+            assert not type(getattr(back, key)).__name__.startswith("Lazy")
+        _assert_same(data.slice(2.0, 4.0), back)
+    assert shallow.absolute_start == 2.0 and sorted(shallow.keys()) == sorted(data.keys())
+    eager_window = data.slice(1.0, 2.0)
+    _assert_same(pickle.loads(pickle.dumps(eager_window)), data.slice(1.0, 2.0))

@@ -151,6 +151,13 @@ class Data:
     def __contains__(self, key: str) -> bool:
         return key in self.keys()
 
+    def __reduce__(self) -> tuple:
+        # pickle / copy: resolve deferred attributes; never carry open files or un-sliced parents
+        state = {k: getattr(self, k) for k in self.keys()}
+        state["_domain"] = self.domain
+        state["_absolute_start"] = self.absolute_start
+        return (_restore, (Data, state))
+
     def get_nested_attribute(self, path: str) -> Any:
         """Follow a dotted path, e.g. ``"movement_periods.reach_period"`` or ``"cursor.vel"``."""
         obj: Any = self
@@ -310,3 +317,10 @@ class Data:
 
 
 _SLICEABLE = (Interval, IrregularTimeSeries, RegularTimeSeries, Data)
+
+
+def _restore(cls: type, state: dict) -> Any:
+    """Rebuild an object from its ``__dict__`` (used by pickle and copy)."""
+    obj = object.__new__(cls)
+    obj.__dict__.update(state)
+    return obj

@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 
 from ._array_dict import ArrayDict
-from ._data import Data, _Deferred, _DeferredSlice
+from ._data import Data, _Deferred, _DeferredSlice, _restore
 from ._interval import Interval
 from ._timeseries import IrregularTimeSeries, RegularTimeSeries
 
@@ -328,6 +328,11 @@ class _LazyMixin:
 
     def _load(self, name: str) -> np.ndarray:
         return self._columns[name].get()
+
+    def __reduce__(self) -> tuple:
+        # pickle / copy give an in-memory object (h5py datasets cannot travel between processes)
+        eager = self._new_like({k: getattr(self, k) for k in self.keys()})
+        return (_restore, (type(eager), eager.__dict__))
 
     def __setattr__(self, name: str, value: Any) -> None:
         if not name.startswith("_"):
