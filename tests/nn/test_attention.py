@@ -162,3 +162,22 @@ def test_bad_mask(mask, exc, match):
 def test_rotary_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RotaryTimeEmbedding(**kwargs)
+
+
+def test_context_table_with_index_equals_dense_context():
+    torch.manual_seed(2)
+    mod = RotaryCrossAttention(dim=8, heads=2, dim_head=4, rotate_value=True)
+    rope = RotaryTimeEmbedding(2)
+    table = torch.randn(5, 8, requires_grad=True)
+    index = torch.randint(0, 5, (3, 9))
+    x, tq, tk = torch.randn(3, 4, 8), torch.rand(3, 4), torch.rand(3, 9)
+    mask = torch.rand(3, 9) > 0.3
+    mask[:, 0] = True
+    dense_ctx = table.detach()[index].requires_grad_(True)
+    a = mod(x, table, rope(tq), rope(tk), mask, context_index=index)
+    b = mod(x, dense_ctx, rope(tq), rope(tk), mask)
+    torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+    a.sum().backward()
+    b.sum().backward()
+    expected = torch.zeros(5, 8).index_add_(0, index.reshape(-1), dense_ctx.grad.reshape(-1, 8))
+    torch.testing.assert_close(table.grad, expected, atol=1e-5, rtol=0)

@@ -222,14 +222,17 @@ class POYOBase(nn.Module):
         """Run the encoder/processor/decoder; returns the output query embeddings (B, Q, dim)."""
         _check_inputs(input_unit_index, input_timestamps, input_token_type, input_mask, latent_index,
                       latent_timestamps, output_timestamps)
-        # inputs: [B, N, D], latents: [B, L, D], queries: [B, Q, D]
-        inputs = self.unit_emb(input_unit_index) + self.token_type_emb(input_token_type)
-        latents = self.latent_emb(latent_index)
+        # An input token's embedding depends only on its (unit, token type) pair, so embeddings,
+        # norm and key/value projections run once per distinct pair in the batch and are gathered.
+        pair = input_unit_index * _NUM_TOKEN_TYPES + input_token_type  # [B, N]
+        uniq, token_row = torch.unique(pair, return_inverse=True)  # [U], [B, N]
+        table = self.unit_emb(uniq // _NUM_TOKEN_TYPES) + self.token_type_emb(uniq % _NUM_TOKEN_TYPES)  # [U, D]
+        latents = self.latent_emb(latent_index)  # [B, L, D]
         input_rot = self.rotary(input_timestamps)
         latent_rot = self.rotary(latent_timestamps)
         output_rot = self.rotary(output_timestamps)
 
-        latents = latents + self.enc_atn(latents, inputs, latent_rot, input_rot, input_mask)
+        latents = latents + self.enc_atn(latents, table, latent_rot, input_rot, input_mask, context_index=token_row)
         latents = latents + self.enc_ffn(latents)
         for self_atn, ffn in self.proc_layers:
             latents = latents + self_atn(latents, latent_rot)
@@ -249,6 +252,11 @@ def _check_inputs(input_unit_index: Tensor, input_timestamps: Tensor, input_toke
             raise ValueError(
                 f"{name} must have the shape of input_unit_index (B, N) = {(b, n)}, but got {tuple(t.shape)}."
             )
+    if input_token_type.numel() and (int(input_token_type.min()) < 0 or int(input_token_type.max()) >= _NUM_TOKEN_TYPES):
+        raise ValueError(
+            f"input_token_type must be in [0, {_NUM_TOKEN_TYPES}) (0 spike, 1 unit start, 2 unit end), but got "
+            f"range [{int(input_token_type.min())}, {int(input_token_type.max())}]."
+        )
     if input_mask.dtype != torch.bool:
         raise TypeError(f"input_mask must be a bool tensor (True = real token), but got {input_mask.dtype}.")
     if latent_index.shape != latent_timestamps.shape or latent_index.shape[0] != b:

@@ -83,18 +83,50 @@ class RotaryCrossAttention(nn.Module):
         self.to_out = nn.Linear(inner, dim)
 
     def forward(self, x: Tensor, context: Tensor, x_rotary: Rotary, context_rotary: Rotary,
-                context_mask: Tensor | None = None) -> Tensor:
+                context_mask: Tensor | None = None, context_index: Tensor | None = None) -> Tensor:
+        """Attend from ``x`` to ``context``.
+
+        Args:
+            x: (B, Nq, dim) queries.
+            context: (B, Nk, context_dim) keys/values, or, with ``context_index``, a table
+                (U, context_dim) of distinct context rows.
+            x_rotary: (cos, sin) of the query times.
+            context_rotary: (cos, sin) of the key times, (B, Nk, rotate_dim // 2) each.
+            context_mask: (B, Nk) bool, True for real keys.
+            context_index: (B, Nk) int64 rows of ``context`` (the table) forming the keys. Norm and
+                key/value projections are per-row, so running them once per distinct row and
+                gathering is exact and much cheaper when tokens repeat (spikes of the same unit).
+
+        Returns:
+            (B, Nq, dim).
+        """
         q = _split_heads(self.to_q(self.norm(x)), self.heads)  # [B, H, Nq, Dh]
-        k, v = self.to_kv(self.norm_context(context)).chunk(2, dim=-1)
-        k, v = _split_heads(k, self.heads), _split_heads(v, self.heads)  # [B, H, Nk, Dh]
-        q = apply_rotary(q, *x_rotary)
-        k = apply_rotary(k, *context_rotary)
+        kv = self.to_kv(self.norm_context(context))
+        if context_index is not None:
+            kv = F.embedding(context_index, kv)  # [B, Nk, 2*H*Dh]
+        b, nk, _ = kv.shape
+        kv = kv.view(b, nk, 2 * self.heads, -1)  # [B, Nk, 2H, Dh]: keys then values
+        cos, sin = context_rotary
         if self.rotate_value:
-            v = apply_rotary(v, *context_rotary)
+            kv = _rotate_grouped(kv, cos, sin)
+            k, v = kv[:, :, : self.heads], kv[:, :, self.heads :]
+        else:
+            k, v = _rotate_grouped(kv[:, :, : self.heads], cos, sin), kv[:, :, self.heads :]
+        k, v = k.transpose(1, 2), v.transpose(1, 2)  # [B, H, Nk, Dh]
+        q = apply_rotary(q, *x_rotary)
         out = _attend(q, k, v, context_mask, self.dropout if self.training else 0.0)  # [B, H, Nq, Dh]
         if self.rotate_value:
             out = apply_rotary(out, *x_rotary, inverse=True)
         return self.to_out(_merge_heads(out))
+
+
+def _rotate_grouped(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotary on (B, N, G, Dh) features with (B, N, half) angles (same planes as apply_rotary)."""
+    half = cos.shape[-1]
+    cos = cos.unsqueeze(2).to(x.dtype)  # [B, N, 1, half]
+    sin = sin.unsqueeze(2).to(x.dtype)
+    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
+    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
 
 
 class RotarySelfAttention(nn.Module):

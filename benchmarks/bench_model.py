@@ -1,0 +1,182 @@
+"""Model training-step benchmark: POYOPlus + SparseLamb, ours vs the peer (torch-brain 0.1.2).
+
+Workload (issue 4): POYOPlus dim 64, depth 2, dim_head 64, cross_heads 1, self_heads 8,
+latent_step 0.125, 16 latents per step, 1 s windows, batch 32, ~1000 spikes per window (100 units
+at ~10 Hz, plus one start and one end token per unit), 100 cursor-velocity queries and 2-7
+8-class queries per window (drifting_gratings_orientation: reach_direction is not in the peer's
+registry); SparseLamb (sparse rows), forward + loss + backward + step on 2
+threads. Token batches are generated directly (same seed, same tensors for both), so only the
+model/optimiser step is timed. Also: dim 128, and inference-only windows/s (eval, no grad).
+
+The same workload source runs in a fresh process for us and for the peer (both packages expose
+``torch_brain.models.POYOPlus``, ``torch_brain.optim.SparseLamb`` and
+``torch_brain.registry.MODALITY_REGISTRY``); peak RSS is the process's ``ru_maxrss``.
+
+Usage:
+    .venv/bin/python benchmarks/bench_model.py [--steps 15] [--skip-peer]
+
+Prints one JSON object.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _peer import run_peer  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+
+WORKLOAD = r'''
+import json, resource, sys, time
+import numpy as np
+import torch
+
+torch.set_num_threads(2)
+from torch_brain.models import POYOPlus
+from torch_brain.optim import SparseLamb
+from torch_brain.registry import MODALITY_REGISTRY
+
+DIM, STEPS, INFER = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+B, N_SESSIONS, N_UNITS, RATE, SEQ, STEP, PER_STEP = 32, 4, 100, 10.0, 1.0, 0.125, 16
+# the categorical task: "reach_direction" is not in the peer's registry; an 8-class built-in of both is used
+TASKS = ("cursor_velocity_2d", "drifting_gratings_orientation")
+CURSOR, REACH = (MODALITY_REGISTRY[t].id for t in TASKS)
+
+
+def pad(rows, dtype):
+    n = -(-max(len(r) for r in rows) // 8) * 8
+    out = np.zeros((len(rows), n) + rows[0].shape[1:], dtype=dtype)
+    for i, r in enumerate(rows):
+        out[i, : len(r)] = r
+    return torch.from_numpy(out)
+
+
+def make_batch(rng):
+    f = {k: [] for k in ("unit", "ts", "type", "mask", "osess", "ots", "odec")}
+    vel, vel_w, reach, reach_w = [], [], [], []
+    for _ in range(B):
+        s = int(rng.integers(N_SESSIONS))
+        counts = rng.poisson(RATE * SEQ, N_UNITS)
+        unit = np.repeat(np.arange(N_UNITS), counts)
+        ts = rng.uniform(0, SEQ, unit.size)
+        order = np.argsort(ts)
+        units = np.arange(N_UNITS)
+        f["unit"].append(np.concatenate([unit[order], units, units]) + s * N_UNITS + 1)
+        f["ts"].append(np.concatenate([ts[order], np.zeros(N_UNITS), np.full(N_UNITS, SEQ)]).astype(np.float32))
+        f["type"].append(np.concatenate([np.zeros(unit.size), np.ones(N_UNITS), np.full(N_UNITS, 2)]).astype(np.int64))
+        f["mask"].append(np.ones(unit.size + 2 * N_UNITS, dtype=bool))
+        n_reach = int(rng.integers(2, 8))
+        t_out = np.concatenate([(np.arange(100) + 0.5) / 100, np.sort(rng.uniform(0, SEQ, n_reach))])
+        f["ots"].append(t_out.astype(np.float32))
+        f["odec"].append(np.concatenate([np.full(100, CURSOR), np.full(n_reach, REACH)]).astype(np.int64))
+        f["osess"].append(np.full(t_out.size, s + 1, dtype=np.int64))
+        vel.append(rng.normal(size=(100, 2)).astype(np.float32))
+        vel_w.append(np.ones(100, dtype=np.float32))
+        reach.append(rng.integers(0, 8, n_reach))
+        reach_w.append(np.ones(n_reach, dtype=np.float32))
+    n_lat = int(round(SEQ / STEP))
+    lat_idx = np.tile(np.arange(PER_STEP), n_lat)
+    lat_ts = np.repeat((np.arange(n_lat) + 0.5) * STEP, PER_STEP).astype(np.float32)
+    inputs = dict(
+        input_unit_index=pad(f["unit"], np.int64), input_timestamps=pad(f["ts"], np.float32),
+        input_token_type=pad(f["type"], np.int64), input_mask=pad(f["mask"], bool),
+        latent_index=torch.from_numpy(np.tile(lat_idx, (B, 1))),
+        latent_timestamps=torch.from_numpy(np.tile(lat_ts, (B, 1))),
+        output_session_index=pad(f["osess"], np.int64), output_timestamps=pad(f["ots"], np.float32),
+        output_decoder_index=pad(f["odec"], np.int64),
+    )
+    targets = {TASKS[0]: torch.from_numpy(np.concatenate(vel)), TASKS[1]: torch.from_numpy(np.concatenate(reach))}
+    weights = {TASKS[0]: torch.from_numpy(np.concatenate(vel_w)), TASKS[1]: torch.from_numpy(np.concatenate(reach_w))}
+    return inputs, targets, weights
+
+
+rng = np.random.default_rng(0)
+batches = [make_batch(rng) for _ in range(4)]
+spikes_per_window = float(np.mean([b[0]["input_token_type"].eq(0).logical_and(b[0]["input_mask"]).sum().item() / B
+                                   for b in batches]))
+torch.manual_seed(0)
+model = POYOPlus(sequence_length=SEQ, latent_step=STEP, num_latents_per_step=PER_STEP, dim=DIM, depth=2,
+                 dim_head=64, cross_heads=1, self_heads=8,
+                 readout_specs={t: MODALITY_REGISTRY[t] for t in TASKS})
+model.unit_emb.initialize_vocab([f"u{i}" for i in range(N_SESSIONS * N_UNITS + 1)])  # +1: peer reserves row 0
+model.session_emb.initialize_vocab([f"s{i}" for i in range(N_SESSIONS + 1)])
+specs = model.readout.readout_specs
+opt = SparseLamb(model.parameters(), lr=1e-3, sparse=True)
+
+
+def train_step(batch):
+    inputs, targets, weights = batch
+    opt.zero_grad(set_to_none=True)
+    out = model(**inputs, unpack_output=False)
+    loss = sum(specs[t].loss_fn(out[t], targets[t], weights[t]) for t in out)
+    loss.backward()
+    opt.step()
+    return float(loss)
+
+
+model.train()
+for i in range(3):
+    train_step(batches[i % len(batches)])
+t0 = time.perf_counter()
+for i in range(STEPS):
+    train_step(batches[i % len(batches)])
+train_s = time.perf_counter() - t0
+rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+windows_per_s = None
+if INFER:
+    model.eval()
+    with torch.no_grad():
+        for i in range(2):
+            model(**batches[i][0])
+        t0 = time.perf_counter()
+        for i in range(INFER):
+            model(**batches[i % len(batches)][0])
+        windows_per_s = INFER * B / (time.perf_counter() - t0)
+print(json.dumps({
+    "dim": DIM, "steps": STEPS, "steps_per_s": STEPS / train_s, "peak_rss_mib_train": rss_train,
+    "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    "inference_windows_per_s": windows_per_s, "spikes_per_window": spikes_per_window,
+    "torch": torch.__version__,
+}))
+'''
+
+
+def _run_ours(*args: str) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    out = subprocess.run([sys.executable, "-c", WORKLOAD, *args], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=900)
+    if out.returncode != 0:
+        raise RuntimeError(f"our workload failed (exit {out.returncode}):\n{out.stderr[-4000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=15, help="timed training steps per configuration")
+    parser.add_argument("--infer", type=int, default=8, help="timed inference batches (dim 64 and 128)")
+    parser.add_argument("--skip-peer", action="store_true", help="only measure ours")
+    args = parser.parse_args()
+
+    results: dict = {"benchmark": "model_training_step", "threads": 2, "batch_size": 32}
+    for dim in (64, 128):
+        ours = _run_ours(str(dim), str(args.steps), str(args.infer))
+        entry = {"ours": ours}
+        if not args.skip_peer:
+            peer = run_peer(WORKLOAD, str(dim), str(args.steps), str(args.infer), threads=2, timeout=900)
+            entry["peer"] = peer
+            entry["steps_per_s_ratio"] = ours["steps_per_s"] / peer["steps_per_s"]
+            entry["peak_rss_train_ratio"] = ours["peak_rss_mib_train"] / peer["peak_rss_mib_train"]
+            entry["inference_ratio"] = ours["inference_windows_per_s"] / peer["inference_windows_per_s"]
+        results[f"dim{dim}"] = entry
+    print(json.dumps(results))
+
+
+if __name__ == "__main__":
+    main()
