@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 import torch
-from conftest import SESSIONS, TINY, UNITS, init_vocab, make_window
+from .conftest import SESSIONS, TINY, UNITS, init_vocab, make_window
 
 from torch_brain.data import ArrayDict, Data, Interval, IrregularTimeSeries, collate
 from torch_brain.models import POYOPlus

@@ -3,7 +3,7 @@
 import lightning as L
 import pytest
 import torch
-from conftest import SESSIONS, TINY, init_vocab, make_window
+from .conftest import SESSIONS, TINY, init_vocab, make_window
 
 from torch_brain.data import collate
 from torch_brain.models import POYO, POYOPlus, freeze_for_unit_identification

@@ -1,0 +1,254 @@
+"""Stitching evaluators driven by a tiny Lightning model through trainer.validate / test / fit,
+checked against an independent pandas/numpy stitching of the same hand-built windows."""
+
+from __future__ import annotations
+
+import math
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torchmetrics
+from ._stitch_helpers import (
+    CAT,
+    CONT,
+    SESSIONS,
+    ReplayModel,
+    batches,
+    loader,
+    make_metrics,
+    make_windows,
+    reference_metrics,
+)
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from torch_brain.registry import MODALITY_REGISTRY
+from torch_brain.utils import _evaluation
+from torch_brain.utils.stitcher import (
+    DataForMultiTaskDecodingStitchEvaluator,
+    DecodingStitchEvaluator,
+    MultiTaskDecodingStitchEvaluator,
+)
+
+
+def _trainer(callbacks, **kwargs) -> L.Trainer:
+    return L.Trainer(callbacks=callbacks, logger=False, enable_progress_bar=False, enable_model_summary=False,
+                     accelerator="cpu", devices=1, **kwargs)
+
+
+def _windows():
+    # session windows are interleaved across batches, batches mix sessions
+    w0, w1, w2 = make_windows("bs/s0", 6, 10.0), make_windows("bs/s1", 5, 3.25), make_windows("bs/s2", 4, 0.0)
+    out = []
+    for i in range(6):
+        out += [w[i] for w in (w0, w1, w2) if i < len(w)]
+    return out
+
+
+def _assert_close(got: dict, ref: dict) -> None:
+    for key, value in ref.items():
+        assert key in got, f"{key} not logged; logged: {sorted(got)}"
+        assert float(got[key]) == pytest.approx(value, abs=1e-5), key
+
+
+@pytest.mark.parametrize("stage", ["val", "test"])
+def test_multitask_matches_reference(stage, capsys):
+    windows = _windows()
+    evaluator = MultiTaskDecodingStitchEvaluator(make_metrics())
+    trainer = _trainer([evaluator])
+    run = trainer.validate if stage == "val" else trainer.test
+    result = run(ReplayModel(), loader(batches(windows, 4)), verbose=False)[0]
+    _assert_close(result, reference_metrics(windows, stage))
+    assert evaluator._pools == {}  # cache freed
+    table = capsys.readouterr().out
+    assert f"average_{stage}_metric" in table and "bs/s2" in table and "reach_direction" in table
+
+
+def test_multitask_is_independent_of_batching_and_order():
+    windows = _windows()
+    results = []
+    for size, order in ((1, windows), (7, windows[::-1])):
+        trainer = _trainer([MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True)])
+        results.append(trainer.validate(ReplayModel(), loader(batches(order, size)), verbose=False)[0])
+    _assert_close(results[0], results[1])
+
+
+def test_pool_merging_is_exact(monkeypatch):
+    # force many merges of pending rows into the pooled table; results must not change
+    monkeypatch.setattr(_evaluation, "_MIN_MERGE_ROWS", 5)
+    windows = _windows()
+    evaluator = MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True)
+    result = _trainer([evaluator]).validate(ReplayModel(), loader(batches(windows, 2)), verbose=False)[0]
+    _assert_close(result, reference_metrics(windows, "val"))
+
+
+def test_pool_memory_follows_distinct_times(monkeypatch):
+    monkeypatch.setattr(_evaluation, "_MIN_MERGE_ROWS", 100)
+    pool = _evaluation._TimePool(False, 0, (2,), (2,), torch.float32, torch.float32)
+    keys = torch.arange(50)
+    for _ in range(40):  # the same 50 times predicted by 40 windows
+        pool.add(keys, torch.ones(50, 5, dtype=torch.float64))
+        assert pool._n_pending + (0 if pool.keys is None else len(pool.keys)) <= 50 + 100 + 50
+    assert pool.n_times == 50
+    assert torch.equal(pool.sums[:, 0], torch.full((50,), 40.0, dtype=torch.float64))
+
+
+def test_single_task_default_metric_from_spec():
+    windows = _windows()
+    spec = MODALITY_REGISTRY[CONT]
+    evaluator = DecodingStitchEvaluator(session_ids=SESSIONS, modality_spec=spec, quiet=True)
+    model = ReplayModel(multitask=False)
+    result = _trainer([evaluator]).validate(model, loader(batches(windows, 3, multitask=False)), verbose=False)[0]
+    ref = {k: v for k, v in reference_metrics(windows, "val").items() if CONT in k}
+    ref["average_val_metric"] = float(np.mean(list(ref.values())))
+    _assert_close(result, ref)
+    assert isinstance(evaluator.metrics["bs/s0"][CONT]["r2"], torchmetrics.R2Score)
+
+
+def test_single_task_metric_factory_and_default_categorical():
+    factory = DecodingStitchEvaluator(["a"], metric_factory=lambda: {"mse": torchmetrics.MeanSquaredError()})
+    assert set(factory.metrics["a"]["output"]) == {"mse"}
+    cat = DecodingStitchEvaluator(["a"], modality_spec=MODALITY_REGISTRY[CAT])
+    metric = cat.metrics["a"][CAT]["accuracy"]
+    assert isinstance(metric, torchmetrics.classification.MulticlassAccuracy) and metric.num_classes == 8
+
+
+def test_checkpoint_monitors_average_val_metric(tmp_path):
+    windows = _windows()
+
+    class Trainable(ReplayModel):
+        def training_step(self, batch, batch_idx):
+            return self.layer(torch.ones(1, 1)).sum()
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.0)
+
+    checkpoint = ModelCheckpoint(dirpath=tmp_path, monitor="average_val_metric", mode="max", save_top_k=1)
+    trainer = _trainer([checkpoint, MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True)],
+                       max_epochs=2, num_sanity_val_steps=2)
+    data = loader(batches(windows, 4))
+    trainer.fit(Trainable(), train_dataloaders=data, val_dataloaders=data)
+    ref = reference_metrics(windows, "val")["average_val_metric"]
+    assert float(checkpoint.best_model_score) == pytest.approx(ref, abs=1e-5)
+    assert list(tmp_path.glob("*.ckpt"))
+
+
+# ---------------------------------------------------------------------------------------- bad input
+
+
+def _validate(evaluator, items):
+    return _trainer([evaluator]).validate(ReplayModel(), loader(items), verbose=False)[0]
+
+
+def test_nonfinite_predictions_are_reported_not_fatal():
+    windows = _windows()
+    items = batches(windows, 4)
+    bad = next(i for i, b in enumerate(items) if "bs/s1" in b["session_ids"])
+    sample = items[bad]["session_ids"].index("bs/s1")
+    items[bad]["preds"][sample][CONT][3, 0] = float("nan")
+    with pytest.warns(UserWarning, match=r"non-finite .* bs/s1/cursor_velocity_2d \(1 rows\)"):
+        result = _validate(MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True), items)
+    assert math.isnan(result[f"bs/s1/{CONT}/r2/val"]) and math.isnan(result["average_val_metric"])
+    ref = reference_metrics(windows, "val")
+    assert result[f"bs/s0/{CONT}/r2/val"] == pytest.approx(ref[f"bs/s0/{CONT}/r2/val"], abs=1e-5)
+
+
+def test_unknown_session_is_named_with_known_ones():
+    items = batches(make_windows("bs/s2", 2, 0.0), 2)
+    evaluator = MultiTaskDecodingStitchEvaluator(make_metrics(["bs/s0", "bs/s1"]), quiet=True)
+    with pytest.raises(ValueError, match=r"session id 'bs/s2' .* known session ids: \['bs/s0', 'bs/s1'\]"):
+        _validate(evaluator, items)
+
+
+def test_empty_epoch_logs_nan_average_with_warning():
+    with pytest.warns(UserWarning, match="delivered no predictions"):
+        result = _validate(MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True), [])
+    assert math.isnan(result["average_val_metric"])
+    assert not any(k.startswith("bs/") for k in result)
+
+
+def test_session_without_windows_is_not_scored():
+    windows = make_windows("bs/s0", 3, 0.0)
+    with pytest.warns(UserWarning, match=r"no predictions in validation for 4 session/task pair"):
+        result = _validate(MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True), batches(windows, 2))
+    assert f"bs/s0/{CONT}/r2/val" in result and not any("bs/s1" in k for k in result)
+
+
+def _mutate(fn):
+    items = batches(make_windows("bs/s0", 2, 0.0), 2)
+    fn(items[0])
+    return items
+
+
+@pytest.mark.parametrize(
+    "mutate, error, match",
+    [
+        (lambda b: b["preds"][0][CONT].__init__(), None, None),  # no-op sanity row
+        (lambda b: b["preds"][0].update({CONT: b["preds"][0][CONT][:-1]}), ValueError,
+         r"sample 0 .* 20 queries of task 'cursor_velocity_2d' but preds\[0\] has 19"),
+        (lambda b: b["targets"].update({CONT: b["targets"][CONT][:-2]}), ValueError,
+         "40 queries of this task, but 40 predictions and 38 targets"),
+        (lambda b: b["eval_masks"].update({CAT: b["eval_masks"][CAT][:3]}), ValueError,
+         "eval_masks has 3 entries for 10 queries"),
+        (lambda b: b["targets"][CAT].__setitem__(0, 8), ValueError, r"target classes must be in \[0, 8\)"),
+        (lambda b: b.update(absolute_starts=b["absolute_starts"][:1]), ValueError, "one start per sample"),
+        (lambda b: b.update(session_ids=b["session_ids"][:1]), ValueError, "1 session ids"),
+        (lambda b: b.update(preds=torch.zeros(3)), TypeError, "unpack_output=True"),
+    ],
+)
+def test_bad_batches(mutate, error, match):
+    items = _mutate(mutate)
+    evaluator = MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True)
+    if error is None:
+        _validate(evaluator, items)
+        return
+    with pytest.raises(error, match=match):
+        _validate(evaluator, items)
+
+
+def test_step_must_return_evaluator_data():
+    class Wrong(ReplayModel):
+        def validation_step(self, batch, batch_idx):
+            return {"loss": torch.tensor(0.0)}
+
+    evaluator = MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True)
+    with pytest.raises(TypeError, match="return a DataForMultiTaskDecodingStitchEvaluator, got dict"):
+        _trainer([evaluator]).validate(Wrong(), loader(batches(make_windows("bs/s0", 1, 0.0), 1)), verbose=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(metrics={}), TypeError, "non-empty dict"),
+        (dict(metrics={"s": {CONT: 3}}), TypeError, r"metrics\['s'\]\['cursor_velocity_2d'\] must be a torchmetrics"),
+        (dict(metrics={"s": {"no_such_task": torchmetrics.R2Score()}}), ValueError,
+         "'no_such_task', which is not a registered modality"),
+    ],
+)
+def test_bad_metrics(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        MultiTaskDecodingStitchEvaluator(**kwargs)
+
+
+def test_single_task_needs_spec_or_factory():
+    with pytest.raises(ValueError, match="modality_spec .* or metric_factory; got neither"):
+        DecodingStitchEvaluator(session_ids=["a"])
+    with pytest.raises(ValueError, match="non-empty list of session id strings"):
+        DecodingStitchEvaluator(session_ids="a", modality_spec=MODALITY_REGISTRY[CONT])
+
+
+def test_float32_relative_times_still_stitch():
+    # float32 relative times: absolute times differ by < 1 µs between windows and must still match
+    windows = _windows()
+    items = batches(windows, 4)
+    for b in items:
+        b["timestamps"] = b["timestamps"].float()
+    result = _validate(MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True), items)
+    _assert_close(result, reference_metrics(windows, "val"))
+
+
+def test_data_class_fields_follow_the_guide():
+    names = [f for f in DataForMultiTaskDecodingStitchEvaluator.__dataclass_fields__]
+    assert names == ["timestamps", "preds", "targets", "decoder_indices", "eval_masks", "session_ids",
+                     "absolute_starts"]
