@@ -204,3 +204,9 @@ def test_data_select_by_interval():
 def test_data_bad_domain():
     with pytest.raises(TypeError, match="'domain' must be an Interval"):
         Data(domain=[0, 1])
+    overlapping = Interval([0.0, 1.0], [2.0, 3.0])
+    with pytest.raises(ValueError, match=r"Data: 'domain' must be sorted, non-overlapping .* Use domain.coalesce\(\)"):
+        Data(domain=overlapping)
+    with pytest.raises(ValueError, match="IrregularTimeSeries: 'domain' must be sorted, non-overlapping"):
+        IrregularTimeSeries(np.array([0.5]), domain=overlapping)
+    Data(domain=overlapping.coalesce())  # the suggested fix works

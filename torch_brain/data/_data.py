@@ -88,11 +88,17 @@ class Data:
     # ------------------------------------------------------------ attributes
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "domain":
-            if value is not None and not isinstance(value, Interval):
-                raise TypeError(
-                    f"Data: 'domain' must be an Interval, \"auto\" or None, but got {type(value).__name__}. "
-                    f"Use Interval(start, end)."
-                )
+            if value is not None:
+                if not isinstance(value, Interval):
+                    raise TypeError(
+                        f"Data: 'domain' must be an Interval, \"auto\" or None, but got {type(value).__name__}. "
+                        f"Use Interval(start, end)."
+                    )
+                if not (value.is_sorted() and value.is_disjoint()):
+                    raise ValueError(
+                        f"Data: 'domain' must be sorted, non-overlapping intervals, but got starts "
+                        f"{value.start.tolist()[:6]} and ends {value.end.tolist()[:6]}. Use domain.coalesce()."
+                    )
             self.__dict__["_domain"] = value
             return
         if name == "absolute_start":

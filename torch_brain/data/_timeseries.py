@@ -33,6 +33,11 @@ def _check_domain(owner: str, domain: Any) -> Interval:
             f"{owner}: 'domain' must be an Interval or \"auto\", but got {type(domain).__name__}. "
             f"Use Interval(start, end)."
         )
+    if not (domain.is_sorted() and domain.is_disjoint()):
+        raise ValueError(
+            f"{owner}: 'domain' must be sorted, non-overlapping intervals, but got starts "
+            f"{domain.start.tolist()[:6]} and ends {domain.end.tolist()[:6]}. Use domain.coalesce()."
+        )
     return domain
 
 
