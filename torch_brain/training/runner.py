@@ -126,6 +126,20 @@ def _check_precision(trainer_cfg: Mapping[str, Any]) -> str:
     return precision
 
 
+class FinalValidation(L.Callback):
+    """Validates (and so checkpoints and records) the model of the very last training step.
+
+    Lightning validates at epoch ends; a run stopped by ``max_steps`` mid-epoch would otherwise
+    end without scoring its final weights. Setting ``trainer.should_stop`` on the last step makes
+    Lightning run validation before it stops.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs: Any,
+                           batch: Any, batch_idx: int) -> None:
+        if trainer.max_steps and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
 def build_trainer(
     config: Mapping[str, Any],
     run_dir: Path,
@@ -167,6 +181,8 @@ def build_trainer(
             cbs.append(EarlyStopping(monitor=es["monitor"], mode=es["mode"], patience=int(es["patience"]),
                                      min_delta=float(es["min_delta"]), check_on_train_epoch_end=False))
         cbs.append(HistoryCallback(run_dir / "history.json"))
+        if evaluating:
+            cbs.append(FinalValidation())
     cbs.extend(callbacks)
     kwargs: dict[str, Any] = {
         "max_steps": int(max_steps if max_steps is not None else t["max_steps"]),
@@ -488,11 +504,11 @@ def finetune(
     steps_uid = int(ft["unit_identification_steps"] or 0)
     if steps_uid > 0 and ckpt_resume is None and (new_units or new_sessions):
         handle = freeze_for_unit_identification(model, new_units, new_sessions)
-        phase_cfg = dict(cfg)
         opt = dict(cfg["optimizer"])
         if ft["unit_identification_lr"]:
             opt["lr"] = float(ft["unit_identification_lr"])
         module.hparams.optimizer = opt
+        module.hparams.scheduler = None  # constant learning rate in the short first phase
         phase_cfg = {**cfg, "early_stopping": {**cfg["early_stopping"], "monitor": None},
                      "checkpoint": {**cfg["checkpoint"], "save_top_k": 0, "every_n_epochs": None}}
         trainer = build_trainer(phase_cfg, out, metrics=_val_metrics(cfg, dm), max_steps=steps_uid,
@@ -500,6 +516,7 @@ def finetune(
         trainer.fit(module, datamodule=dm)
         handle.remove()
         module.hparams.optimizer = dict(cfg["optimizer"])
+        module.hparams.scheduler = dict(cfg["scheduler"]) if cfg["scheduler"] else None
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_resume) if ckpt_resume else None)
     summary = _final_summary(out, trainer)

@@ -1,0 +1,90 @@
+"""``torch-brain`` end to end on a tiny synthetic set: fit, validate, test, finetune, baseline."""
+
+import json
+
+import pytest
+import yaml
+
+from torch_brain.cli import main
+from tiny_synthetic import HELDOUT_CONFIG, tiny_config
+
+
+@pytest.fixture()
+def config_file(tiny_root, tmp_path):
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(tiny_config(tiny_root)))
+    return path
+
+
+def test_help_lists_commands(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    for command in ("prepare", "fit", "validate", "test", "finetune", "baseline"):
+        assert command in out
+
+
+@pytest.mark.slow
+def test_fit_validate_test_finetune_baseline(config_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", str(config_file), "trainer.max_steps=4", "--run-dir", str(run)]) == 0
+    for name in ("config.yaml", "history.json", "summary.json", "logs/metrics.csv",
+                 "checkpoints/last.ckpt"):
+        assert (run / name).is_file(), name
+    history = json.loads((run / "history.json").read_text())
+    assert history and "average_val_metric" in history[-1]["metrics"]
+    assert any(k.endswith("/val") for k in history[-1]["metrics"])  # per-session table
+    assert yaml.safe_load((run / "config.yaml").read_text())["trainer"]["max_steps"] == 4
+
+    # a second fit into the same directory is refused; --resume continues it
+    assert main(["fit", str(config_file), "--run-dir", str(run)]) == 2
+    assert "already exists" in capsys.readouterr().err
+    assert main(["fit", str(config_file), "trainer.max_steps=6", "--run-dir", str(run), "--resume"]) == 0
+    assert json.loads((run / "summary.json").read_text())["global_step"] == 6
+
+    assert main(["validate", str(run)]) == 0
+    assert main(["test", str(run), "--checkpoint", "last"]) == 0
+    result = json.loads((run / "metrics_test.json").read_text())
+    assert set(result["sessions"]) == {"synthetic_reaching/session_00", "synthetic_reaching/session_01"}
+    assert result["average"] is not None
+    assert list((run / "plots" / "test").glob("*.png"))
+    out = capsys.readouterr().out
+    assert "synthetic_reaching/session_00" in out
+
+    ft = tmp_path / "ft"
+    assert main(["finetune", str(config_file), f"data.config={HELDOUT_CONFIG}",
+                 "finetune.unit_identification_steps=2", "trainer.max_steps=3",
+                 "--checkpoint", str(run / "checkpoints" / "last.ckpt"), "--run-dir", str(ft)]) == 0
+    summary = json.loads((ft / "summary.json").read_text())
+    assert summary["new_sessions"] == ["synthetic_reaching/heldout"] and summary["new_units"] == 12
+    assert main(["test", str(ft)]) == 0
+    assert set(json.loads((ft / "metrics_test.json").read_text())["sessions"]) == {"synthetic_reaching/heldout"}
+
+    base = tmp_path / "ridge"
+    assert main(["baseline", str(config_file), "baseline.lags=2", "--run-dir", str(base)]) == 0
+    metrics = json.loads((base / "metrics.json").read_text())
+    assert metrics["baseline"] == "ridge" and metrics["test"]["average"] is not None
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["trainer.max_step=3"], "Did you mean 'trainer.max_steps'"),
+        (["optimizer.name=lamb"], "Unknown optimizer 'lamb'. Valid optimizers are: adam, adamw, sgd, sparse_lamb"),
+        (["scheduler.name=cosin"], "Unknown schedule 'cosin'"),
+        (["model.name=poyoplus"], "Unknown model 'poyoplus'. Valid models are: poyo, poyo_plus"),
+        (["model.dimm=3"], "model 'poyo_plus' has no option 'dimm'. Did you mean 'dim'"),
+        (["data.tasks=[cursor_velocity_3d]", "data.config=null"], "unknown task"),
+    ],
+)
+def test_bad_input_is_reported(config_file, tmp_path, capsys, args, message):
+    assert main(["fit", str(config_file), *args, "--run-dir", str(tmp_path / "r"),
+                 "trainer.max_steps=1", "trainer.limit_val_batches=0"]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_resume_without_checkpoint_and_missing_config(tmp_path, config_file, capsys):
+    assert main(["fit", str(config_file), "--run-dir", str(tmp_path / "none"), "--resume"]) == 2
+    assert "cannot resume" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "nope.yaml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
