@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from torch_brain.cli import main
-from tiny_synthetic import HELDOUT_CONFIG, tiny_config
+from tests.training.tiny_synthetic import HELDOUT_CONFIG, tiny_config
 
 
 @pytest.fixture()

@@ -1,3 +1,3 @@
 """Fixtures of the training tests (the tiny synthetic set)."""
 
-from tiny_synthetic import tiny_root  # noqa: F401  (fixture)
+from tests.training.tiny_synthetic import tiny_root  # noqa: F401  (fixture)

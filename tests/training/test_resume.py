@@ -6,7 +6,7 @@ import torch
 
 from torch_brain.training import fit
 
-from tiny_synthetic import tiny_config
+from tests.training.tiny_synthetic import tiny_config
 
 
 class _Kill(L.Callback):
