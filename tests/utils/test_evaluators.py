@@ -147,7 +147,7 @@ def test_nonfinite_predictions_are_reported_not_fatal():
     bad = next(i for i, b in enumerate(items) if "bs/s1" in b["session_ids"])
     sample = items[bad]["session_ids"].index("bs/s1")
     items[bad]["preds"][sample][CONT][3, 0] = float("nan")
-    with pytest.warns(UserWarning, match=r"non-finite .* bs/s1/cursor_velocity_2d \(1 rows\)"):
+    with pytest.warns(UserWarning, match=r"non-finite .*bs/s1/cursor_velocity_2d \(1 rows\)"):
         result = _validate(MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True), items)
     assert math.isnan(result[f"bs/s1/{CONT}/r2/val"]) and math.isnan(result["average_val_metric"])
     ref = reference_metrics(windows, "val")
@@ -184,7 +184,6 @@ def _mutate(fn):
 @pytest.mark.parametrize(
     "mutate, error, match",
     [
-        (lambda b: b["preds"][0][CONT].__init__(), None, None),  # no-op sanity row
         (lambda b: b["preds"][0].update({CONT: b["preds"][0][CONT][:-1]}), ValueError,
          r"sample 0 .* 20 queries of task 'cursor_velocity_2d' but preds\[0\] has 19"),
         (lambda b: b["targets"].update({CONT: b["targets"][CONT][:-2]}), ValueError,
@@ -200,9 +199,6 @@ def _mutate(fn):
 def test_bad_batches(mutate, error, match):
     items = _mutate(mutate)
     evaluator = MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True)
-    if error is None:
-        _validate(evaluator, items)
-        return
     with pytest.raises(error, match=match):
         _validate(evaluator, items)
 
