@@ -68,6 +68,21 @@ def test_unit_dropout_count_distribution_is_triangular():
     assert abs(np.mean(ks <= c) - (c - a) / (b - a)) < 0.04
 
 
+def test_unit_dropout_count_truncated_like_rejection_sampling():
+    # fewer units (50) than max_units: same law as redrawing round(Triangular) until <= 50
+    a, c, b, n = 10, 30, 80, 50
+    rng = np.random.default_rng(0)
+    draws = np.rint(rng.triangular(a, c, b, size=200000))
+    reference = draws[draws <= n]
+    w = _window(n_units=n, n_spikes=300)
+    t = UnitDropout(min_units=a, mode_units=c, max_units=b, seed=4)
+    ks = np.array([len(t(w).units) for _ in range(3000)])
+    assert ks.max() <= n and ks.min() >= a
+    assert abs(ks.mean() - reference.mean()) < 0.6
+    for q in (35, 45):
+        assert abs(np.mean(ks <= q) - np.mean(reference <= q)) < 0.04
+
+
 def test_unit_dropout_units_chosen_uniformly():
     w = _window(n_units=20, n_spikes=200)
     t = UnitDropout(min_units=2, mode_units=10, max_units=20, seed=2)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
 from torch_brain.data import Data, Interval, IrregularTimeSeries, RegularTimeSeries
+
+from ._copy import _shallow_copy
 
 __all__: list[str] = []
 
@@ -34,7 +34,7 @@ def _scale_times(obj: object, s: float) -> object:
             sampling_rate=obj.sampling_rate / s, domain_start=obj.domain_start * s, **cols
         )
     if isinstance(obj, Data):
-        out = copy.copy(obj)
+        out = _shallow_copy(obj)
         for key in obj.keys():
             value = getattr(obj, key)
             if isinstance(value, (Interval, IrregularTimeSeries, RegularTimeSeries, Data)):

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Sequence
 
 import numpy as np
 
 from torch_brain.data import Data
+
+from ._copy import _shallow_copy
 
 __all__: list[str] = []
 
@@ -37,7 +38,7 @@ def _select_units(data: Data, keep: np.ndarray, fields: list[str], reset_index: 
     Events of dropped units are removed from every series in ``fields``; with ``reset_index`` the
     units table is subset and ``unit_index`` renumbered to ``0..n_kept-1`` in the original order.
     """
-    out = copy.copy(data)  # shallow: attributes not touched below are shared with ``data``
+    out = _shallow_copy(data)  # shallow: attributes not touched below are shared with ``data``
     for name in fields:
         if name not in data.keys():
             raise ValueError(f"{who}: the window has no field {name!r}; available attributes: {data.keys()}.")

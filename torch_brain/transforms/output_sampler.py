@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 
@@ -10,6 +9,7 @@ import numpy as np
 
 from torch_brain.data import Data, IrregularTimeSeries, RegularTimeSeries
 
+from ._copy import _shallow_copy
 from ._random import _check_seed, _RandomMixin
 
 __all__ = ["OutputSampler"]
@@ -72,7 +72,7 @@ class OutputSampler(_RandomMixin):
     def __call__(self, data: Data) -> Data:
         if not isinstance(data, Data):
             raise TypeError(f"OutputSampler: expected a torch_brain.data.Data window, got {type(data).__name__}.")
-        out = copy.copy(data)
+        out = _shallow_copy(data)
         for path in self.fields:
             parts = path.split(".")
             # copy every Data on the way so the input window is not modified
@@ -80,7 +80,7 @@ class OutputSampler(_RandomMixin):
             for part in parts[:-1]:
                 if not isinstance(parent, Data) or part not in parent.keys():
                     raise ValueError(f"OutputSampler: the window has no field {path!r} (missing {part!r}).")
-                child = copy.copy(getattr(parent, part))
+                child = _shallow_copy(getattr(parent, part))
                 setattr(parent, part, child)
                 parent = child
             if not isinstance(parent, Data) or parts[-1] not in parent.keys():

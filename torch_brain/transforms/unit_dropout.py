@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -17,10 +18,11 @@ __all__ = ["UnitDropout"]
 class UnitDropout(_RandomMixin):
     """Keep a random subset of the window's units; spikes of the others are removed.
 
-    The number of units kept, ``k``, is drawn from a triangular distribution on
-    ``[min_units, max_units]`` with its peak at ``mode_units``, redrawn while ``k`` exceeds the
-    number of units ``n`` of the window (after ``max_attempts`` draws, ``k = n``). The ``k`` units
-    are chosen uniformly without replacement. Windows with ``n <= min_units`` are returned as is.
+    The number of units kept, ``k``, is a triangular random variable on ``[min_units, max_units]``
+    with its peak at ``mode_units``, rounded to an integer and conditioned on ``k <= n``, the
+    number of units of the window (as if redrawn until it fits; sampled directly by inverting the
+    truncated CDF). The ``k`` units are chosen uniformly without replacement. Windows with
+    ``n <= min_units`` are returned as is.
 
     With ``reset_index=True`` (default) the ``units`` table keeps only the chosen units (in their
     original order) and ``spikes.unit_index`` is renumbered to match it; with False the table is
@@ -32,7 +34,6 @@ class UnitDropout(_RandomMixin):
         max_units: upper end of the distribution of kept units.
         field: unit-indexed series (or list of them) to filter; default ``"spikes"``.
         reset_index: renumber units (see above).
-        max_attempts: draws before falling back to keeping every unit.
         seed: int seed; None draws one from torch's global RNG.
 
     Example:
@@ -47,7 +48,6 @@ class UnitDropout(_RandomMixin):
         max_units: int = 300,
         field: str | Sequence[str] = "spikes",
         reset_index: bool = True,
-        max_attempts: int = 100,
         seed: int | None = None,
     ) -> None:
         who = "UnitDropout"
@@ -59,29 +59,35 @@ class UnitDropout(_RandomMixin):
                 f"{who}: expected min_units <= mode_units <= max_units with min_units < max_units, got "
                 f"min_units={min_units}, mode_units={mode_units}, max_units={max_units}."
             )
-        if isinstance(max_attempts, bool) or not isinstance(max_attempts, (int, np.integer)) or max_attempts < 1:
-            raise ValueError(f"{who}: max_attempts must be an int >= 1, got {max_attempts!r}.")
         self.min_units = int(min_units)
         self.mode_units = int(mode_units)
         self.max_units = int(max_units)
         self.fields = _fields(field, who)
         self.reset_index = bool(reset_index)
-        self.max_attempts = int(max_attempts)
         self._seed = _check_seed(seed, who)
+
+    def _cdf(self, x: float) -> float:
+        a, c, b = self.min_units, self.mode_units, self.max_units
+        if x <= a:
+            return 0.0
+        if x >= b:
+            return 1.0
+        if x <= c:
+            return (x - a) ** 2 / ((b - a) * (c - a))
+        return 1.0 - (b - x) ** 2 / ((b - a) * (b - c))
 
     def sample_num_units(self, n_units: int) -> int:
         """Draw how many of ``n_units`` units to keep."""
         if n_units <= self.min_units:
             return n_units
-        rng = self._rng()
-        left = self.max_attempts
-        while left > 0:
-            draws = np.rint(rng.triangular(self.min_units, self.mode_units, self.max_units, size=min(left, 8)))
-            ok = np.flatnonzero((draws >= self.min_units) & (draws <= n_units))
-            if ok.size:
-                return int(draws[ok[0]])
-            left -= draws.size
-        return n_units
+        a, c, b = self.min_units, self.mode_units, self.max_units
+        # u uniform below F(n + 0.5): the rounded draw is <= n (truncation without rejection)
+        u = self._rng().random() * self._cdf(n_units + 0.5)
+        if u < (c - a) / (b - a):
+            x = a + math.sqrt(u * (b - a) * (c - a))
+        else:
+            x = b - math.sqrt((1.0 - u) * (b - a) * (b - c))
+        return min(max(int(round(x)), a), n_units)
 
     def __call__(self, data: Data) -> Data:
         n = _n_units(data, "UnitDropout")
@@ -89,7 +95,7 @@ class UnitDropout(_RandomMixin):
         if k >= n:
             return data
         keep = np.zeros(n, dtype=bool)
-        keep[self._rng().choice(n, size=k, replace=False)] = True
+        keep[self._rng().permutation(n)[:k]] = True
         return _select_units(data, keep, self.fields, self.reset_index, "UnitDropout")
 
     def __repr__(self) -> str:
