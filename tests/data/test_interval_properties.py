@@ -170,3 +170,29 @@ def test_lazy_equals_eager_and_numpy(ts, windows):
                 assert len(wl.spikes) == int(keep.sum())
     finally:
         os.unlink(path)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from([0.0, 0.3, -2.7, 12345.678, 1e5 + 0.1]),
+       st.lists(st.integers(0, 200), min_size=1, max_size=80),
+       st.lists(st.tuples(st.integers(-20, 220), st.integers(0, 60)), min_size=1, max_size=6))
+def test_lazy_row_ranges_at_grid_points_and_large_offsets(d0, ticks, wins):
+    # timestamps and window edges fall exactly on (or next to) the whole-second grid of the index
+    ts = np.sort(d0 + np.array(ticks, dtype=float) / 10.0)
+    data = Data(spikes=IrregularTimeSeries(ts, v=np.arange(ts.size), domain=Interval(d0, d0 + 20.0)))
+    fd, path = tempfile.mkstemp(suffix=".h5")
+    os.close(fd)
+    try:
+        with h5py.File(path, "w") as f:
+            data.to_hdf5(f)
+        with h5py.File(path, "r") as f:
+            lazy = Data.from_hdf5(f, lazy=True)
+            for a, k in wins:
+                start = d0 + a / 10.0
+                end = start + k / 10.0
+                keep = (ts >= start) & (ts < end)
+                w = lazy.spikes.slice(start, end, reset_origin=False)
+                np.testing.assert_array_equal(w.v, np.arange(ts.size)[keep])
+                np.testing.assert_array_equal(w.timestamps, ts[keep])
+    finally:
+        os.unlink(path)
