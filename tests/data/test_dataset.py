@@ -338,3 +338,11 @@ def test_unknown_recording_in_get(root):
         ds.get("bs/s1", 0.0, 1.0)
     with pytest.raises(ValueError, match="end must be > start"):
         ds.get("bs/s0", 2.0, 1.0)
+
+
+def test_truncated_file_among_many_is_named(root):
+    path = root / "bs" / "s1.h5"
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"could not read recording file '.*bs/s1.h5'"):
+        Dataset(root)

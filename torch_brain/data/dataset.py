@@ -552,13 +552,16 @@ class Dataset(torch.utils.data.Dataset):
         data = self._in_memory(recording_id)
         if data is not None:
             return data.slice(start, end)
-        if self.keep_files_open:
-            return self._recording(recording_id).slice(start, end).materialize()
-        f, data = self._open(recording_id)
         try:
-            return data.slice(start, end).materialize()
-        finally:
-            f.close()
+            if self.keep_files_open:
+                return self._recording(recording_id).slice(start, end).materialize()
+            f, data = self._open(recording_id)
+            try:
+                return data.slice(start, end).materialize()
+            finally:
+                f.close()
+        except OSError as err:  # a file damaged after the dataset was built
+            raise _read_error(self._recordings[recording_id].path, err) from None
 
     def __getitem__(self, index: DatasetIndex | tuple[str, float, float]) -> Any:
         """``dataset[DatasetIndex(recording_id, start, end)]``: the window, with the transform applied."""
