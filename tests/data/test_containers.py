@@ -107,6 +107,13 @@ def test_irregular_unsorted_raises():
         IrregularTimeSeries(np.array([0.0, 2.0, 1.0]))
 
 
+def test_nan_times_are_rejected():
+    with pytest.raises(ValueError, match=r"'timestamps' must not contain NaN, but 1 value\(s\) are NaN \(first at index 1\)"):
+        IrregularTimeSeries(np.array([0.0, np.nan, 2.0]))
+    with pytest.raises(ValueError, match="'end' must not contain NaN"):
+        Interval([0.0], [np.nan])
+
+
 def test_irregular_bad_domain_and_timekeys():
     with pytest.raises(TypeError, match="'domain' must be an Interval"):
         IrregularTimeSeries(np.array([0.0]), domain=(0, 1))

@@ -22,6 +22,12 @@ def _as_times(owner: str, key: str, value: Any) -> np.ndarray:
         ) from None
     if arr.ndim != 1:
         raise ValueError(f"{owner}: {key!r} must be one-dimensional, but got shape {arr.shape}. Flatten it.")
+    nan = np.isnan(arr)
+    if nan.any():
+        raise ValueError(
+            f"{owner}: {key!r} must not contain NaN, but {int(nan.sum())} value(s) are NaN (first at index "
+            f"{int(np.argmax(nan))}). Drop those rows (e.g. keep = ~np.isnan({key}))."
+        )
     return arr
 
 
