@@ -139,10 +139,11 @@ def _scalar_str(value: Any) -> str:
 class _Recording:
     """What the dataset knows about one selected file (read once at construction)."""
 
-    __slots__ = ("rid", "brainset", "session", "path", "subject", "unit_ids", "sampling", "config", "domain")
+    __slots__ = ("rid", "brainset", "session", "path", "subject", "unit_ids", "sampling", "config", "domain", "nbytes")
 
     def __init__(self, rid: str, brainset: str, session: str, path: Path) -> None:
         self.rid, self.brainset, self.session, self.path = rid, brainset, session, path
+        self.nbytes = path.stat().st_size
         self.subject = ""
         self.unit_ids = np.empty(0, dtype=object)
         self.sampling: Interval | None = None
@@ -232,8 +233,8 @@ class Dataset(torch.utils.data.Dataset):
         self._pid = os.getpid()
 
         available = self._discover()
+        self.config = config
         entries = _load_config(config)
-        self.config = entries
         chosen = self._select(available, entries, recording_ids)
         self._recordings: dict[str, _Recording] = {}
         for rid in sorted(chosen):
@@ -471,7 +472,7 @@ class Dataset(torch.utils.data.Dataset):
         if data is not None:
             return data
         rec = self._recordings[rid]
-        size = rec.path.stat().st_size
+        size = rec.nbytes
         if self._memory_used + size > self.memory_budget:
             return None
         try:
