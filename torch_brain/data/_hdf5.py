@@ -395,30 +395,28 @@ class _TimeIndex:
     def rows(self, start: float, end: float) -> tuple[int, int]:
         """Row range guaranteed to contain every row with ``start <= t < end``.
 
-        ``indices[k]`` is the first row at or after grid point ``g_k = grid_start + k`` (computed
-        as numpy's ``arange`` does), so for ``g_k <= start`` it is a lower bound and for
-        ``g_k >= end`` an upper bound. Each ``k`` is checked against the actual grid value.
+        ``indices[k]`` is the first row at or after the grid point ``grid_start + k`` (up to the
+        rounding of however the writer computed its grid), so it is a lower bound for any
+        ``start >= grid_start + k`` and an upper bound for any ``end <= grid_start + k``. One extra
+        grid step on each side makes the bounds immune to that rounding; the exact rows are then
+        found with ``searchsorted`` on the timestamps read.
         """
         idx, n, g0 = self.indices, self.nrows, self.grid_start
         m = idx.size
         if m == 0:
             return 0, n
         x = start - g0
-        if not x >= 0.0:  # also -inf / nan
+        if not x >= 1.0:  # also -inf / nan
             lo = 0
         else:
-            k = m - 1 if x >= m else min(math.floor(x), m - 1)
-            while k >= 0 and g0 + float(k) > start:
-                k -= 1
-            lo = 0 if k < 0 else int(idx[k])
+            lo = int(idx[m - 1 if x >= m else min(math.floor(x) - 1, m - 1)])
         y = end - g0
-        if not y <= m - 1:  # also +inf / nan
+        if not y < m - 2:  # also +inf / nan
             hi = n
+        elif y <= -1.0:  # also -inf
+            hi = int(idx[0])
         else:
-            k = max(math.ceil(y), 0)
-            while k < m and g0 + float(k) < end:
-                k += 1
-            hi = n if k >= m else int(idx[k])
+            hi = int(idx[math.ceil(y) + 1])
         return lo, max(lo, hi)
 
 
