@@ -420,3 +420,15 @@ def test_windows_pickle_and_copy_as_plain_objects(rich_file):
     assert shallow.absolute_start == 2.0 and sorted(shallow.keys()) == sorted(data.keys())
     eager_window = data.slice(1.0, 2.0)
     _assert_same(pickle.loads(pickle.dumps(eager_window)), data.slice(1.0, 2.0))
+
+
+@pytest.mark.parametrize("start, end", [(-np.inf, 3.3), (17.2, np.inf), (-np.inf, np.inf), (-np.inf, -np.inf),
+                                        (-50.0, -40.0), (40.0, 50.0), (5.0, 5.0)])
+def test_lazy_slice_with_infinite_or_outside_windows(rich_file, start, end):
+    data, path = rich_file
+    ts = data.spikes.timestamps
+    keep = (ts >= start) & (ts < end)
+    with h5py.File(path, "r") as f:
+        w = Data.from_hdf5(f, lazy=True).spikes.slice(start, end, reset_origin=False)
+        np.testing.assert_array_equal(w.timestamps, ts[keep])
+        np.testing.assert_array_equal(w.unit_index, data.spikes.unit_index[keep])
