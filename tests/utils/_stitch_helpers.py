@@ -168,3 +168,43 @@ def reference_metrics(windows: list[dict], stage: str) -> dict[str, float]:
         out[f"{s}/{CAT}/MulticlassAccuracy/{stage}"] = float((m.p == m.y).mean())
     out[f"average_{stage}_metric"] = float(np.mean(list(out.values())))
     return out
+
+
+# ------------------------------------------------------------------------------------------------
+# Two-process DDP (gloo) worker: each rank gets whole sessions, as DistributedStitchingFixedWindowSampler
+# guarantees; rank 1 has no window of bs/s0 and bs/s1 in "validate", and no window at all in "test".
+# ------------------------------------------------------------------------------------------------
+
+def all_windows() -> list[dict]:
+    return make_windows("bs/s0", 6, 10.0) + make_windows("bs/s1", 5, 3.25) + make_windows("bs/s2", 4, 0.0)
+
+
+def rank_batches(rank: int, stage: str) -> list[dict]:
+    windows = all_windows()
+    if stage == "val":
+        mine = [w for w in windows if (w["session"] == "bs/s2") == (rank == 1)]
+    else:
+        mine = windows if rank == 0 else []
+    return batches(mine, 3)
+
+
+def ddp_worker(rank: int, port: int, out_dir: str) -> None:
+    import json
+    import os
+
+    from torch_brain.utils.stitcher import MultiTaskDecodingStitchEvaluator
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
+                      LOCAL_RANK=str(rank), NODE_RANK="0")
+    torch.set_num_threads(1)
+    evaluator = MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True)
+    trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", callbacks=[evaluator], logger=False,
+                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False)
+    out = {}
+    model = ReplayModel()
+    trainer.validate(model, loader(rank_batches(rank, "val")), verbose=False)
+    out["val"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    trainer.test(model, loader(rank_batches(rank, "test")), verbose=False)
+    out["test"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
+        json.dump(out, f)

@@ -163,21 +163,38 @@ class _TimePool:
 
 
 class _Coverage(torchmetrics.Metric):
-    """Per (session, task) pair: distinct times pooled and non-finite rows, summed over ranks."""
+    """Per (session, task) pair, reduced over ranks: distinct times pooled and non-finite rows
+    (sums), and the trailing width of the stitched predictions/targets (max; -1 = no data, 0 = a
+    scalar per time), so that ranks without data can give metrics empty inputs of the right shape.
+    """
 
     full_state_update = False
 
     def __init__(self, n_pairs: int) -> None:
         super().__init__()
-        self.add_state("times", torch.zeros(n_pairs, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("nonfinite", torch.zeros(n_pairs, dtype=torch.float64), dist_reduce_fx="sum")
+        zeros = torch.zeros(n_pairs, dtype=torch.float64)
+        self.add_state("times", zeros.clone(), dist_reduce_fx="sum")
+        self.add_state("nonfinite", zeros.clone(), dist_reduce_fx="sum")
+        self.add_state("pred_width", zeros - 1, dist_reduce_fx="max")
+        self.add_state("target_width", zeros - 1, dist_reduce_fx="max")
+        self.add_state("categorical", zeros.clone(), dist_reduce_fx="max")
 
-    def update(self, times: torch.Tensor, nonfinite: torch.Tensor) -> None:
-        self.times += times.to(self.times)
-        self.nonfinite += nonfinite.to(self.nonfinite)
+    def update(self, **local: torch.Tensor) -> None:
+        for name, value in local.items():
+            setattr(self, name, value.to(getattr(self, name)))
 
-    def compute(self) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.times, self.nonfinite
+    def compute(self) -> dict[str, torch.Tensor]:
+        return {name: getattr(self, name) for name in self._defaults}
+
+
+def _width(shape: tuple) -> int:
+    return math.prod(shape) if shape else 0
+
+
+def _empty_like_width(width: float, categorical: bool, device: torch.device) -> torch.Tensor:
+    if categorical:
+        return torch.zeros(0, dtype=torch.long, device=device)
+    return torch.zeros((0,) if width <= 0 else (0, int(width)), device=device)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -369,16 +386,22 @@ class _StitchEvaluatorBase(L.Callback):
     def _epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         device = pl_module.device
         pools, self._pools = self._pools, {}  # free the cache whatever happens below
-        local_times = torch.zeros(len(self._pairs), dtype=torch.float64)
-        local_nonfinite = torch.zeros(len(self._pairs), dtype=torch.float64)
+        local = {name: torch.zeros(len(self._pairs), dtype=torch.float64) for name in ("times", "nonfinite", "categorical")}
+        local.update(pred_width=torch.full((len(self._pairs),), -1.0, dtype=torch.float64),
+                     target_width=torch.full((len(self._pairs),), -1.0, dtype=torch.float64))
         for i, pair in enumerate(self._pairs):
-            if pair in pools:
-                local_times[i] = pools[pair].n_times
-                local_nonfinite[i] = pools[pair].nonfinite
-        # agree across ranks on which pairs have data (one all-reduce through torchmetrics)
+            pool = pools.get(pair)
+            if pool is not None:
+                local["times"][i] = pool.n_times
+                local["nonfinite"][i] = pool.nonfinite
+                local["categorical"][i] = float(pool.categorical)
+                local["pred_width"][i] = 0 if pool.categorical else _width(pool.pred_shape)
+                local["target_width"][i] = 0 if pool.categorical else _width(pool.target_shape)
+        # agree across ranks on which pairs have data, and their shapes (one reduction, by torchmetrics)
         coverage = _Coverage(len(self._pairs)).to(device)
-        coverage.update(local_times, local_nonfinite)
-        times, nonfinite = (x.cpu() for x in coverage.compute())
+        coverage.update(**local)
+        agreed = {name: value.cpu() for name, value in coverage.compute().items()}
+        times, nonfinite = agreed["times"], agreed["nonfinite"]
 
         values: dict[str, float] = {}
         table: list[tuple[str, str, str, float | None, int]] = []
@@ -394,6 +417,8 @@ class _StitchEvaluatorBase(L.Callback):
                     metric.to(device)
                     if stitched is not None:
                         metric.update(stitched[0].to(device), stitched[1].to(device))
+                    else:
+                        self._empty_update(metric, agreed, i, device)
                     with warnings.catch_warnings():
                         warnings.filterwarnings("ignore", message=r".*compute.* was called before the ``update``")
                         try:
@@ -419,6 +444,18 @@ class _StitchEvaluatorBase(L.Callback):
             self._warn_problems(stage, nonfinite, times)
         if not self.quiet and not sanity and trainer.is_global_zero:
             print(self._format_table(stage, table, average, trainer.current_epoch))
+
+    @staticmethod
+    def _empty_update(metric: torchmetrics.Metric, agreed: dict, i: int, device: torch.device) -> None:
+        """Give a rank without data of this pair an empty update, so that metric states whose shape
+        follows the data (e.g. R2Score's per-output sums) match the other ranks' before reduction."""
+        categorical = bool(agreed["categorical"][i] > 0)
+        preds = _empty_like_width(float(agreed["pred_width"][i]), categorical, device)
+        targets = _empty_like_width(float(agreed["target_width"][i]), categorical, device)
+        try:
+            metric.update(preds, targets)
+        except (RuntimeError, ValueError):
+            metric.reset()  # metrics that refuse empty input keep fixed-shape default states
 
     def _warn_problems(self, stage: str, nonfinite: torch.Tensor, times: torch.Tensor) -> None:
         bad = [f"{s}/{t} ({int(nonfinite[i])} rows)" for i, (s, t) in enumerate(self._pairs) if nonfinite[i] > 0]
