@@ -36,7 +36,7 @@ def tiny_config(root: Path, **sections) -> dict:
                  "window_length": 1.0},
         "model": {"name": "poyo_plus", **TINY_MODEL},
         "optimizer": {"name": "adamw", "lr": 3e-3},
-        "scheduler": {"name": "warmup_cosine", "warmup_steps": 2},
+        "scheduler": {"name": "warmup_cosine", "warmup_fraction": 0.3},
         "trainer": {"max_steps": 6, "enable_progress_bar": False, "log_every_n_steps": 1},
         "logging": {"quiet": True, "tensorboard": False},
     }

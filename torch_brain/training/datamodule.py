@@ -48,8 +48,7 @@ def _metric_factories() -> dict[str, Callable[[Any], Any]]:
         return {"task": "binary"}
 
     return {
-        "r2": lambda spec: torchmetrics.R2Score(num_outputs=spec.dim) if spec.dim > 1
-        else torchmetrics.R2Score(),
+        "r2": lambda spec: torchmetrics.R2Score(),  # multi-output: uniform average over dims
         "mse": lambda spec: torchmetrics.MeanSquaredError(),
         "mae": lambda spec: torchmetrics.MeanAbsoluteError(),
         "pearson": lambda spec: torchmetrics.PearsonCorrCoef(num_outputs=spec.dim),

@@ -1,0 +1,70 @@
+"""DecodingDataModule: tasks, per-session metrics, loaders, bad input."""
+
+import pytest
+import torchmetrics
+
+from tests.training.tiny_synthetic import DATASET_CONFIG
+from torch_brain.registry import get_modality
+from torch_brain.training import DecodingDataModule, build_metric
+
+
+def test_tasks_and_metrics_from_the_dataset_config(tiny_root):
+    dm = DecodingDataModule(tiny_root, str(DATASET_CONFIG), batch_size=4)
+    assert dm.tasks == ["cursor_velocity_2d", "reach_direction"]
+    metrics = dm.get_metrics("valid")
+    assert sorted(metrics) == ["synthetic_reaching/session_00", "synthetic_reaching/session_01"]
+    for per_task in metrics.values():
+        assert isinstance(per_task["cursor_velocity_2d"]["r2score"], torchmetrics.R2Score)
+        acc = per_task["reach_direction"]["accuracy"]
+        assert isinstance(acc, torchmetrics.classification.MulticlassAccuracy) and acc.num_classes == 8
+    # every session gets its own metric objects
+    a, b = metrics.values()
+    assert a["cursor_velocity_2d"]["r2score"] is not b["cursor_velocity_2d"]["r2score"]
+
+
+def test_tasks_without_a_dataset_config(tiny_root):
+    dm = DecodingDataModule(tiny_root, tasks=["cursor_velocity_2d"])
+    assert dm.tasks == ["cursor_velocity_2d"]
+    metrics = dm.get_metrics("test")
+    assert "synthetic_reaching/heldout" in metrics  # every brainset file under root
+    assert list(metrics["synthetic_reaching/heldout"]["cursor_velocity_2d"]) == ["r2"]
+
+
+def test_eval_loader_covers_overlapping_windows(tiny_root):
+    dm = DecodingDataModule(tiny_root, str(DATASET_CONFIG), window_length=1.0, eval_step=0.25,
+                            eval_batch_size=5)
+    loader = dm.val_dataloader()
+    windows = list(loader.sampler)
+    intervals = dm.dataset("valid").get_sampling_intervals()
+    for rid, iv in intervals.items():
+        mine = sorted(w.start for w in windows if w.recording_id == rid)
+        assert mine[0] == pytest.approx(float(iv.start[0]))
+        assert mine[-1] + 1.0 == pytest.approx(float(iv.end[0]))
+        assert max(b - a for a, b in zip(mine, mine[1:])) <= 0.25 + 1e-9
+
+
+@pytest.mark.parametrize(
+    "kwargs, exc, match",
+    [
+        ({}, ValueError, "no tasks to decode"),
+        ({"tasks": ["cursor_velocity_3d"]}, ValueError, r"unknown task\(s\) \['cursor_velocity_3d'\]; registered tasks: .*cursor_velocity_2d"),
+        ({"dataset_config": "nope.yaml"}, FileNotFoundError, "data.config 'nope.yaml' does not exist"),
+        ({"dataset_config": str(DATASET_CONFIG), "tasks": ["running_speed"]}, ValueError, r"data.tasks \['running_speed'\] are not in the dataset config"),
+        ({"tasks": ["cursor_velocity_2d"], "window_length": 0}, ValueError, "window_length must be > 0"),
+    ],
+)
+def test_bad_input(tiny_root, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        DecodingDataModule(tiny_root, **kwargs)
+
+
+def test_build_metric():
+    spec = get_modality("reach_direction")
+    name, metric = build_metric("balanced_accuracy", spec)
+    assert name == "balanced_accuracy" and metric.average == "macro"
+    name, metric = build_metric({"metric": {"_target_": "torchmetrics.MeanSquaredError"}}, spec)
+    assert name == "meansquarederror"
+    with pytest.raises(ValueError, match="unknown metric 'acuracy'.*Did you mean 'accuracy'"):
+        build_metric("acuracy", spec)
+    with pytest.raises(TypeError, match="metrics entry must be a metric name"):
+        build_metric(3, spec)
