@@ -88,3 +88,18 @@ def test_resume_without_checkpoint_and_missing_config(tmp_path, config_file, cap
     assert "cannot resume" in capsys.readouterr().err
     assert main(["fit", str(tmp_path / "nope.yaml")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_single_task_poyo_fit_and_test(tiny_root, tmp_path):
+    config = tiny_config(tiny_root, model={"name": "poyo"}, data={"config": [{
+        "selection": [{"brainset": "synthetic_reaching", "exclude_sessions": ["heldout"]}],
+        "config": {"multitask_readout": [{"readout_id": "cursor_velocity_2d", "metrics": ["r2", "mse"]}]},
+    }]})
+    path = tmp_path / "poyo.yaml"
+    path.write_text(yaml.safe_dump(config))
+    run = tmp_path / "poyo"
+    assert main(["fit", str(path), "trainer.max_steps=3", "--run-dir", str(run)]) == 0
+    assert main(["test", str(run)]) == 0
+    sessions = json.loads((run / "metrics_test.json").read_text())["sessions"]
+    assert set(sessions["synthetic_reaching/session_01"]["cursor_velocity_2d"]) == {"r2", "mse"}
