@@ -29,7 +29,7 @@ import lightning as L
 import torch
 import torchmetrics
 
-from torch_brain.utils._pooling import _group_sum
+from torch_brain.utils._pooling import _group_sum, _torch_threads
 
 __all__ = [
     "DataForDecodingStitchEvaluator",
@@ -258,17 +258,23 @@ class _StitchEvaluatorBase(L.Callback):
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._pools = {}
 
+    # the bookkeeping below runs on one torch thread: its ops are small, and OpenMP start-up
+    # would cost more than they do (a lot more on a busy machine)
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._ingest(outputs)
+        with _torch_threads(1):
+            self._ingest(outputs)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        self._ingest(outputs)
+        with _torch_threads(1):
+            self._ingest(outputs)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_end(trainer, pl_module, "val")
+        with _torch_threads(1):
+            self._epoch_end(trainer, pl_module, "val")
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._epoch_end(trainer, pl_module, "test")
+        with _torch_threads(1):
+            self._epoch_end(trainer, pl_module, "test")
 
     # ----------------------------------------------------------------- batch side
     def _ingest(self, outputs: Any) -> None:

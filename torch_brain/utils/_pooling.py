@@ -18,6 +18,9 @@ starts instead of a scatter over all rows; this is both faster and exact.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
 import torch
 
@@ -31,6 +34,24 @@ _MAX_PASSES = 8
 _RUN_LENGTH = 8
 # the dense (segments x classes) vote table is used while it has at most this many cells per row
 _DENSE_VOTE_CELLS = 64
+
+
+@contextlib.contextmanager
+def _torch_threads(n: int = 1) -> Iterator[None]:
+    """Run torch CPU ops on ``n`` intra-op threads inside the block.
+
+    Small bookkeeping ops gain nothing from OpenMP threads, and on a busy machine a parallel
+    region can wait milliseconds for a descheduled worker: 1000x the op itself.
+    """
+    previous = torch.get_num_threads()
+    if previous == n:
+        yield
+        return
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def _accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
@@ -238,6 +259,9 @@ def _stitch_sorted_segments(
         backend = "numpy" if use_numpy else "torch"
     if backend == "numpy":
         return _stitch_numpy(timestamps.contiguous(), values.contiguous())
+    if timestamps.device.type == "cpu" and timestamps.shape[0] < _SMALL:
+        with _torch_threads(1):
+            return _stitch_torch(timestamps, values)
     return _stitch_torch(timestamps, values)
 
 
