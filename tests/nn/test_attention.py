@@ -181,3 +181,17 @@ def test_context_table_with_index_equals_dense_context():
     b.sum().backward()
     expected = torch.zeros(5, 8).index_add_(0, index.reshape(-1), dense_ctx.grad.reshape(-1, 8))
     torch.testing.assert_close(table.grad, expected, atol=1e-5, rtol=0)
+
+
+def test_rotate_and_geglu_gradients():
+    from torch_brain.nn import geglu, rotate
+
+    x = torch.randn(2, 3, 2, 8, dtype=torch.float64, requires_grad=True)
+    ang = torch.rand(2, 3, 1, 3, dtype=torch.float64) * 5
+    assert torch.autograd.gradcheck(lambda x: rotate(x, ang.cos(), ang.sin()), (x,))
+    assert torch.autograd.gradcheck(lambda x: rotate(x, ang.cos(), ang.sin(), inverse=True), (x,))
+    h = torch.randn(4, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(geglu, (h,))
+    a, g = h.detach().chunk(2, -1)
+    ref = a * 0.5 * g * (1 + torch.erf(g / 2**0.5))
+    torch.testing.assert_close(geglu(h), ref)

@@ -2,10 +2,10 @@
 
 from torch_brain.nn.attention import RotaryCrossAttention, RotarySelfAttention
 from torch_brain.nn.embedding import InfiniteVocabEmbedding
-from torch_brain.nn.feedforward import FeedForward
+from torch_brain.nn.feedforward import FeedForward, geglu
 from torch_brain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, weighted_mean
 from torch_brain.nn.readout import MultitaskReadout, ReadoutTargets, in_intervals, prepare_readout
-from torch_brain.nn.rotary import RotaryTimeEmbedding, apply_rotary
+from torch_brain.nn.rotary import RotaryTimeEmbedding, apply_rotary, rotate
 
 __all__ = [
     "BCEWithLogitsLoss",
@@ -19,6 +19,8 @@ __all__ = [
     "RotarySelfAttention",
     "RotaryTimeEmbedding",
     "apply_rotary",
+    "geglu",
+    "rotate",
     "in_intervals",
     "prepare_readout",
     "weighted_mean",

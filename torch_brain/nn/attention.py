@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torch_brain.nn.rotary import apply_rotary
+from torch_brain.nn.rotary import apply_rotary, rotate
 
 __all__ = ["RotaryCrossAttention", "RotarySelfAttention"]
 
@@ -122,11 +122,7 @@ class RotaryCrossAttention(nn.Module):
 
 def _rotate_grouped(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotary on (B, N, G, Dh) features with (B, N, half) angles (same planes as apply_rotary)."""
-    half = cos.shape[-1]
-    cos = cos.unsqueeze(2).to(x.dtype)  # [B, N, 1, half]
-    sin = sin.unsqueeze(2).to(x.dtype)
-    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
+    return rotate(x, cos.unsqueeze(2), sin.unsqueeze(2))  # angles: [B, N, 1, half]
 
 
 class RotarySelfAttention(nn.Module):
@@ -156,11 +152,17 @@ class RotarySelfAttention(nn.Module):
         self.to_out = nn.Linear(inner, dim)
 
     def forward(self, x: Tensor, x_rotary: Rotary, x_mask: Tensor | None = None) -> Tensor:
-        q, k, v = (_split_heads(t, self.heads) for t in self.to_qkv(self.norm(x)).chunk(3, dim=-1))
-        q = apply_rotary(q, *x_rotary)
-        k = apply_rotary(k, *x_rotary)
+        b, n, _ = x.shape
+        qkv = self.to_qkv(self.norm(x)).view(b, n, 3 * self.heads, -1)  # [B, N, 3H, Dh]
+        cos, sin = x_rotary
+        # rotate queries and keys (and values) in one pass over the fused projection
         if self.rotate_value:
-            v = apply_rotary(v, *x_rotary)
+            qkv = _rotate_grouped(qkv, cos, sin)
+            q, k, v = qkv.split(self.heads, dim=2)
+        else:
+            qk = _rotate_grouped(qkv[:, :, : 2 * self.heads], cos, sin)
+            (q, k), v = qk.split(self.heads, dim=2), qkv[:, :, 2 * self.heads :]
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # [B, H, N, Dh]
         out = _attend(q, k, v, x_mask, self.dropout if self.training else 0.0)
         if self.rotate_value:
             out = apply_rotary(out, *x_rotary, inverse=True)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RotaryTimeEmbedding", "apply_rotary"]
+__all__ = ["RotaryTimeEmbedding", "apply_rotary", "rotate"]
 
 
 class RotaryTimeEmbedding(nn.Module):
@@ -56,6 +56,46 @@ class RotaryTimeEmbedding(nn.Module):
         return angle.cos().float(), angle.sin().float()
 
 
+def _rotate_out(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotation without autograd; ``cos``/``sin`` broadcast against ``x[..., :half]``."""
+    half = cos.shape[-1]
+    x1, x2 = x[..., :half], x[..., half : 2 * half]
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    o1, o2 = out[..., :half], out[..., half : 2 * half]
+    torch.mul(x1, cos, out=o1)
+    o1.addcmul_(x2, sin, value=-1.0)
+    torch.mul(x2, cos, out=o2)
+    o2.addcmul_(x1, sin)
+    out[..., 2 * half :] = x[..., 2 * half :]
+    return out
+
+
+class _Rotate(torch.autograd.Function):
+    """Rotation whose backward is the inverse rotation: saves only the (small) angles."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+        ctx.save_for_backward(cos, sin)
+        return _rotate_out(x, cos, sin)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple:
+        cos, sin = ctx.saved_tensors
+        return _rotate_out(grad, cos, -sin), None, None
+
+
+def rotate(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> Tensor:
+    """Rotate planes ``(j, j + half)`` of the last dim of ``x``; ``cos``/``sin`` broadcast to ``x[..., :half]``."""
+    cos, sin = cos.to(x.dtype), sin.to(x.dtype)
+    if inverse:
+        sin = -sin
+    if cos.requires_grad or sin.requires_grad:  # differentiable angles: plain autograd ops
+        half = cos.shape[-1]
+        x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
+        return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
+    return _Rotate.apply(x, cos, sin)
+
+
 def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> Tensor:
     """Rotate the first ``2 * cos.shape[-1]`` features of ``x`` by the given angles.
 
@@ -70,10 +110,4 @@ def apply_rotary(x: Tensor, cos: Tensor, sin: Tensor, inverse: bool = False) -> 
     Returns:
         (B, H, N, Dh) tensor.
     """
-    half = cos.shape[-1]
-    cos = cos.unsqueeze(1).to(x.dtype)  # [B, 1, N, half]
-    sin = sin.unsqueeze(1).to(x.dtype)
-    if inverse:
-        sin = -sin
-    x1, x2, rest = x[..., :half], x[..., half : 2 * half], x[..., 2 * half :]
-    return torch.cat([x1 * cos - x2 * sin, x2 * cos + x1 * sin, rest], dim=-1)
+    return rotate(x, cos.unsqueeze(1), sin.unsqueeze(1), inverse=inverse)  # angles: [B, 1, N, half]
