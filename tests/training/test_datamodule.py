@@ -68,3 +68,22 @@ def test_build_metric():
         build_metric("acuracy", spec)
     with pytest.raises(TypeError, match="metrics entry must be a metric name"):
         build_metric(3, spec)
+
+
+def test_training_batches_split_across_ranks_and_resume_skips():
+    from torch_brain.training.datamodule import _ResumableBatchSampler
+
+    windows = list(range(23))
+    single = [[w for w, _ in b] for b in _ResumableBatchSampler(windows, 4, seed=0)]
+    assert single == [windows[i:i + 4] for i in range(0, 23, 4)]
+    ranks = [[[w for w, _ in b] for b in _ResumableBatchSampler(windows, 4, seed=0, num_replicas=2, rank=r)]
+             for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 3  # 6 batches -> 3 each, no rank waits
+    assert ranks[0] == single[0:6:2] and ranks[1] == single[1:6:2]
+    sampler = _ResumableBatchSampler(windows, 4, seed=0)
+    sampler.resume = {"epoch": 0, "batches_done": 4}
+    resumed = list(sampler)
+    assert [[w for w, _ in b] for b in resumed] == single[4:]
+    # seeds of the replayed batches are those of the uninterrupted epoch
+    assert [s for _, s in resumed[0]] == [s for _, s in list(_ResumableBatchSampler(windows, 4, seed=0))[4]]
+    assert [[w for w, _ in b] for b in sampler] == single  # the skip applies once

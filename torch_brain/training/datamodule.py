@@ -5,6 +5,8 @@ Training windows come from :class:`~torch_brain.data.sampler.RandomFixedWindowSa
 :class:`~torch_brain.data.sampler.DistributedStitchingFixedWindowSampler` (overlapping windows,
 each sequence on one process) so the stitching evaluators see every timestamp.
 
+Under DDP every rank draws the same window order and takes every ``world_size``-th batch.
+
 Exact resume: the module's ``state_dict`` (saved in every Lightning checkpoint) holds the epoch
 and the number of batches already trained in it. On resume the training batch sampler replays
 the same epoch's window order and skips those batches; every window's augmentation is seeded
@@ -122,16 +124,23 @@ class _EpochTracker(torch.utils.data.Sampler):
 class _ResumableBatchSampler(torch.utils.data.Sampler):
     """Batches of ``(window index, sample seed)``; can skip the batches of an interrupted epoch."""
 
-    def __init__(self, sampler: Any, batch_size: int, seed: int, drop_last: bool = False) -> None:
+    def __init__(self, sampler: Any, batch_size: int, seed: int, drop_last: bool = False,
+                 num_replicas: int = 1, rank: int = 0) -> None:
         self.sampler = _EpochTracker(sampler)  # Lightning calls batch_sampler.sampler.set_epoch
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)
+        self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.resume: dict[str, int] | None = None
 
-    def __len__(self) -> int:
+    def _global_batches(self) -> int:
         n = len(self.sampler)
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    def __len__(self) -> int:
+        # every rank gets the same number of batches (a remainder would make ranks wait)
+        n = self._global_batches()
+        return n if self.num_replicas == 1 else n // self.num_replicas
 
     def __iter__(self) -> Iterator[list[tuple[Any, int]]]:
         epoch = self.sampler.epoch
@@ -140,16 +149,26 @@ class _ResumableBatchSampler(torch.utils.data.Sampler):
             if self.resume["epoch"] == epoch:
                 skip = int(self.resume["batches_done"])
             self.resume = None
+        limit = len(self)
+        local = 0
         batch: list[Any] = []
-        b = 0
+        b = 0  # global batch index: every rank sees the same order and takes b % replicas == rank
+
+        def emit(items: list[Any], b: int) -> list[tuple[Any, int]]:
+            return [(x, _seed_of(self.seed, epoch, b, i)) for i, x in enumerate(items)]
+
         for index in self.sampler:
             batch.append(index)
             if len(batch) == self.batch_size:
-                if b >= skip:
-                    yield [(x, _seed_of(self.seed, epoch, b, i)) for i, x in enumerate(batch)]
+                if b % self.num_replicas == self.rank:
+                    if local >= limit:
+                        return
+                    if local >= skip:
+                        yield emit(batch, b)
+                    local += 1
                 batch, b = [], b + 1
-        if batch and not self.drop_last and b >= skip:
-            yield [(x, _seed_of(self.seed, epoch, b, i)) for i, x in enumerate(batch)]
+        if batch and not self.drop_last and b % self.num_replicas == self.rank and skip <= local < limit:
+            yield emit(batch, b)
 
 
 class _SeededWindows(torch.utils.data.Dataset):
@@ -422,7 +441,10 @@ class DecodingDataModule(L.LightningDataModule):
             sampling_intervals=ds.get_sampling_intervals(), window_length=self.window_length,
             generator=_seed_of(self.seed, 1),
         )
-        batch_sampler = _ResumableBatchSampler(sampler, self.batch_size, seed=self.seed)
+        trainer = getattr(self, "trainer", None)
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        batch_sampler = _ResumableBatchSampler(sampler, self.batch_size, seed=self.seed,
+                                               num_replicas=world, rank=rank)
         if self._resume_state is not None:
             batch_sampler.resume = dict(self._resume_state)
             self._resume_state = None
