@@ -103,3 +103,12 @@ def test_single_task_poyo_fit_and_test(tiny_root, tmp_path):
     assert main(["test", str(run)]) == 0
     sessions = json.loads((run / "metrics_test.json").read_text())["sessions"]
     assert set(sessions["synthetic_reaching/session_01"]["cursor_velocity_2d"]) == {"r2", "mse"}
+
+
+@pytest.mark.slow
+def test_testing_on_unseen_sessions_is_refused(config_file, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["fit", str(config_file), "trainer.max_steps=1", "trainer.limit_val_batches=0",
+                 "--run-dir", str(run)]) == 0
+    assert main(["test", str(run), f"data.config={HELDOUT_CONFIG}"]) == 2
+    assert "was not trained on, e.g. ['synthetic_reaching/heldout']; fine-tune" in capsys.readouterr().err

@@ -185,11 +185,32 @@ class NeuralDecoder(L.LightningModule):
                 f"the data has task(s) {missing} that this model has no readout for (model tasks: "
                 f"{list(self.specs)}); fine-tune with these tasks or remove them from the data config."
             )
-        self.init_vocab(dm)
+        if stage == "fit":
+            self.init_vocab(dm)
+        else:
+            self._check_eval_sessions(dm, "valid" if stage == "validate" else "test")
         if stage == "fit" and not self.normalizer.stats.get("tasks") and \
                 self.hparams.normalization != "none":
             self.normalizer = TargetNormalizer(compute_target_stats(
                 dm.dataset("train"), self.specs, mode=self.hparams.normalization))
+
+    def _check_eval_sessions(self, dm: Any, split: str) -> None:
+        """Evaluation needs trained embeddings of every session and unit it reads."""
+        for emb_name, ids in (("session_emb", dm.dataset(split).get_session_ids),
+                              ("unit_emb", dm.dataset(split).get_unit_ids)):
+            emb = getattr(self.model, emb_name, None)
+            if emb is None:
+                continue
+            if emb.is_lazy():
+                raise ValueError(
+                    f"model.{emb_name} has no vocabulary: evaluate a trained model (e.g. "
+                    "NeuralDecoder.load_from_checkpoint) or call trainer.fit first.")
+            unknown = [i for i in ids() if i not in emb.vocab]
+            if unknown:
+                raise ValueError(
+                    f"the {split} data has {len(unknown)} {emb_name.split('_')[0]} id(s) the model "
+                    f"was not trained on, e.g. {unknown[:3]}; fine-tune on them first "
+                    "(`torch-brain finetune`), or evaluate the sessions the model was trained on.")
 
     def init_vocab(self, dm: Any) -> None:
         """Initialises (or extends, for new sessions) the unit and session vocabularies."""
