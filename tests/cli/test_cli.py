@@ -41,6 +41,8 @@ def test_fit_validate_test_finetune_baseline(config_file, tmp_path, capsys):
     assert "already exists" in capsys.readouterr().err
     assert main(["fit", str(config_file), "trainer.max_steps=6", "--run-dir", str(run), "--resume"]) == 0
     assert json.loads((run / "summary.json").read_text())["global_step"] == 6
+    history = json.loads((run / "history.json").read_text())
+    assert [e["step"] for e in history] == [4, 6]  # the resumed run appends to the history
 
     assert main(["validate", str(run)]) == 0
     assert main(["test", str(run), "--checkpoint", "last"]) == 0

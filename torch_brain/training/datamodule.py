@@ -171,6 +171,20 @@ class _ResumableBatchSampler(torch.utils.data.Sampler):
             yield emit(batch, b)
 
 
+class _ResumableLoader(DataLoader):
+    """A DataLoader that tells Lightning it can resume mid-epoch.
+
+    The position itself is saved by :meth:`DecodingDataModule.state_dict` (epoch, batches done)
+    and replayed by the batch sampler; these methods only mark the loader as resumable.
+    """
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        return None
+
+
 class _SeededWindows(torch.utils.data.Dataset):
     """Reads ``(index, seed)``: seeds the augmentations of that window, then loads it."""
 
@@ -449,7 +463,7 @@ class DecodingDataModule(L.LightningDataModule):
             batch_sampler.resume = dict(self._resume_state)
             self._resume_state = None
         self._train_batch_sampler = batch_sampler
-        return DataLoader(
+        return _ResumableLoader(
             _SeededWindows(ds, self.unit_dropout, self._tokenizer), batch_sampler=batch_sampler,
             collate_fn=collate, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,

@@ -146,7 +146,8 @@ class HistoryCallback(L.Callback):
         self.path = Path(path)
         self.history: list[dict[str, Any]] = []
 
-    def on_fit_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        # on_train_start runs after a resumed checkpoint is restored (global_step is known)
         self.history = []
         if self.path.is_file():  # resume: keep what happened before the checkpoint
             with open(self.path) as f:
