@@ -195,3 +195,22 @@ def test_rotate_and_geglu_gradients():
     a, g = h.detach().chunk(2, -1)
     ref = a * 0.5 * g * (1 + torch.erf(g / 2**0.5))
     torch.testing.assert_close(geglu(h), ref)
+
+
+def test_feedforward_matches_plain_ops_and_grads():
+    from torch_brain.nn import FeedForward
+
+    torch.manual_seed(3)
+    ff = FeedForward(6, mult=2).double()
+    x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(ff, (x,))
+    h = ff.w1(ff.norm(x))
+    a, g = h.chunk(2, -1)
+    ref = ff.w2(a * 0.5 * g * (1 + torch.erf(g / 2**0.5)))
+    torch.testing.assert_close(ff(x), ref)
+    ref.sum().backward()
+    ref_grads = [p.grad.clone() for p in ff.parameters()]
+    ff.zero_grad()
+    ff(x).sum().backward()
+    for p, r in zip(ff.parameters(), ref_grads):
+        torch.testing.assert_close(p.grad, r)

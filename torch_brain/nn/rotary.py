@@ -60,7 +60,7 @@ def _rotate_out(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
     """Rotation without autograd; ``cos``/``sin`` broadcast against ``x[..., :half]``."""
     half = cos.shape[-1]
     x1, x2 = x[..., :half], x[..., half : 2 * half]
-    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    out = torch.empty_like(x)  # keeps e.g. the (B, N, H, Dh) layout of SDPA outputs: merging heads is then free
     o1, o2 = out[..., :half], out[..., half : 2 * half]
     torch.mul(x1, cos, out=o1)
     o1.addcmul_(x2, sin, value=-1.0)
