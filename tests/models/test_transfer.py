@@ -151,3 +151,12 @@ def test_unit_identification_trains_only_new_rows():
             assert torch.equal(after[key], value), key
     handle.remove()
     assert all(p.requires_grad for p in model.parameters())
+
+
+def test_hparams_rebuild_the_same_architecture():
+    for model in (_plus(), POYO(**TINY, readout_spec="reach_direction")):
+        rebuilt = type(model)(**model.hparams)
+        assert rebuilt.hparams == model.hparams
+        assert {k: v.shape for k, v in rebuilt.state_dict().items() if not k.endswith("_extra_state")
+                and "_emb.weight" not in k} == {k: v.shape for k, v in model.state_dict().items()
+                                                 if not k.endswith("_extra_state") and "_emb.weight" not in k}

@@ -38,7 +38,8 @@ class POYOPlus(POYOBase):
         emb_init_scale: std of the embeddings' normal initialisation.
         t_min: shortest rotary period (s).
         t_max: longest rotary period (s).
-        readout_specs: task name -> ModalitySpec; default: every modality registered in
+        readout_specs: task name -> ModalitySpec, or a list of registered names (or of
+            ``ModalitySpec.to_dict()`` entries); default: every modality registered in
             :data:`torch_brain.registry.MODALITY_REGISTRY` at construction time.
 
     Example:
@@ -62,8 +63,8 @@ class POYOPlus(POYOBase):
         )
         if readout_specs is None:
             readout_specs = dict(_registry.MODALITY_REGISTRY)
-        elif isinstance(readout_specs, (list, tuple)):
-            readout_specs = {s: _registry.get_modality(s) for s in readout_specs}
+        elif isinstance(readout_specs, (list, tuple)):  # registered names or ModalitySpec.to_dict() entries
+            readout_specs = self._specs_from_hparams(readout_specs)
         self.readout = MultitaskReadout(dim, readout_specs)
         specs = self.readout.readout_specs
         ids = sorted(spec.id for spec in specs.values())
