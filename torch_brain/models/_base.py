@@ -210,7 +210,8 @@ class POYOBase(nn.Module):
             "input_token_type": pad8(token_type),
             "input_mask": track_mask8(unit_index),
             "latent_index": self._latent_index,
-            "latent_timestamps": self._latent_timestamps,
+            # the latent grid starts at the window start (0 for windows from Dataset.get)
+            "latent_timestamps": self._latent_timestamps if start == 0 else self._latent_timestamps + np.float32(start),
         }
         return inputs, session_index
 

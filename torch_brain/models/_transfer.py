@@ -212,7 +212,7 @@ def freeze_for_unit_identification(model: POYOBase, new_unit_ids: Iterable[str],
         rows = torch.as_tensor(emb.tokenizer(ids), dtype=torch.long)  # raises for ids not added yet
         keep = torch.zeros(emb.weight.shape[0], 1, dtype=emb.weight.dtype, device=emb.weight.device)
         keep[rows.to(keep.device)] = 1.0
-        hooks.append(emb.weight.register_hook(lambda grad, keep=keep: grad * keep))
+        hooks.append(emb.weight.register_hook(lambda grad, keep=keep: grad * keep.to(grad.device, grad.dtype)))
         trainable.add(f"{table}.weight")
     for name, param in model.named_parameters():
         param.requires_grad_(name in trainable)
