@@ -34,6 +34,8 @@ _MAX_PASSES = 8
 _RUN_LENGTH = 8
 # the dense (segments x classes) vote table is used while it has at most this many cells per row
 _DENSE_VOTE_CELLS = 64
+# rows per block in the NumPy pipeline: block temporaries stay in cache and are never page-faulted
+_CHUNK = 1 << 16
 
 
 @contextlib.contextmanager
@@ -77,78 +79,136 @@ def _np_order(keys: np.ndarray) -> np.ndarray | None:
     return torch.sort(torch.from_numpy(keys), stable=True).indices.numpy()
 
 
-def _np_segments(sorted_keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Starts (U,) and lengths (U,) of the runs of equal values in ``sorted_keys`` (N,)."""
-    n = sorted_keys.shape[0]
-    change = np.empty(n, dtype=bool)
-    change[0] = True
-    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
-    starts = np.flatnonzero(change)
-    lengths = np.empty_like(starts)
-    np.subtract(starts[1:], starts[:-1], out=lengths[:-1])
-    lengths[-1] = n - starts[-1]
-    return starts, lengths
+def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """Sorted-order positions (U,) where a run of equal keys starts, and the longest run length.
+
+    Works block by block, so that no (N,)-sized temporary is created: the result is a view of an
+    (N,) buffer of which only the first U entries are ever written (and so paged in).
+    """
+    n = keys.shape[0]
+    buffer = np.empty(n, dtype=np.int64)
+    n_runs, longest, previous = 0, 1, None
+    for a in range(0, n, _CHUNK):
+        b = min(a + _CHUNK, n)
+        chunk = keys[a:b] if perm is None else keys[perm[a:b]]
+        change = np.empty(b - a, dtype=bool)
+        change[0] = previous is None or chunk[0] != previous
+        np.not_equal(chunk[1:], chunk[:-1], out=change[1:])
+        idx = np.flatnonzero(change)
+        idx += a
+        if idx.shape[0]:
+            if n_runs:
+                longest = max(longest, int(idx[0] - buffer[n_runs - 1]))
+            if idx.shape[0] > 1:
+                longest = max(longest, int(np.max(idx[1:] - idx[:-1])))
+            buffer[n_runs : n_runs + idx.shape[0]] = idx
+            n_runs += idx.shape[0]
+        previous = chunk[-1]
+    longest = max(longest, n - int(buffer[n_runs - 1]))
+    return buffer[:n_runs], longest
 
 
-def _np_rows(values: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """``values[rows]`` for a 2-D ``values`` (N, F), gathering whole rows as single words if possible."""
+def _chunk_lengths(starts: np.ndarray, a: int, b: int, n: int) -> np.ndarray:
+    """Run lengths of runs a..b-1 (``starts`` holds every run start, ``n`` rows in all)."""
+    lengths = np.empty(b - a, dtype=np.int64)
+    np.subtract(starts[a + 1 : b], starts[a : b - 1], out=lengths[:-1])
+    lengths[-1] = (starts[b] if b < starts.shape[0] else n) - starts[b - 1]
+    return lengths
+
+
+def _np_take_rows(values: np.ndarray, rows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``values[rows]`` for a C-contiguous 2-D ``values`` (N, F); rows of 4 or 8 bytes move as one word."""
     row_bytes = values.shape[1] * values.itemsize
-    if values.flags.c_contiguous and row_bytes in (4, 8):
+    if row_bytes in (4, 8) and (out is None or out.dtype == values.dtype):
         word = np.int32 if row_bytes == 4 else np.int64
-        flat = values.view(word).reshape(-1)
-        return flat[rows].view(values.dtype).reshape(rows.shape[0], values.shape[1])
-    return np.take(values, rows, axis=0)
+        flat_out = None if out is None else out.view(word).reshape(-1)
+        taken = np.take(values.view(word).reshape(-1), rows, out=flat_out, mode="clip")
+        return taken.view(values.dtype).reshape(rows.shape[0], values.shape[1]) if out is None else out
+    if out is None:
+        return np.take(values, rows, axis=0, mode="clip")
+    out[...] = np.take(values, rows, axis=0, mode="clip")
+    return out
 
 
-def _np_positions(perm: np.ndarray | None, positions: np.ndarray) -> np.ndarray:
-    """Map positions in sorted order to row indices of the input."""
-    return positions if perm is None else perm[positions]
+def _zero_rows(rows: np.ndarray, keep: np.ndarray) -> None:
+    """Set ``rows[~keep] = 0`` in place for a fresh C-contiguous (U, F) array."""
+    row_bytes = rows.shape[1] * rows.itemsize
+    if row_bytes in (4, 8):
+        words = rows.view(np.int32 if row_bytes == 4 else np.int64).reshape(-1)
+        np.multiply(words, keep, out=words)  # all-zero bits are 0.0
+    else:
+        rows[~keep] = 0
 
 
-def _np_segment_sum(
-    values: np.ndarray, perm: np.ndarray | None, starts: np.ndarray, lengths: np.ndarray, acc: np.dtype
-) -> np.ndarray:
-    """Per-segment sums (U, F) in dtype ``acc`` of ``values`` (N, F) grouped by (perm, starts)."""
-    max_len = int(lengths.max())
-    if max_len <= _MAX_PASSES:
-        n = values.shape[0]
-        out = _np_rows(values, _np_positions(perm, starts)).astype(acc, copy=False)
-        positions = np.empty_like(starts)
-        has_row = np.empty((starts.shape[0], 1), dtype=bool)
-        for offset in range(1, max_len):
-            # dense pass over all segments: add the offset-th row of each segment that has one
-            np.add(starts, offset, out=positions)
-            np.minimum(positions, n - 1, out=positions)
-            np.greater(lengths, offset, out=has_row[:, 0])
-            np.add(out, _np_rows(values, _np_positions(perm, positions)), out=out, where=has_row)
-        return out
-    ordered = values if perm is None else np.take(values, perm, axis=0)
-    return np.add.reduceat(ordered.astype(acc, copy=False), starts, axis=0)
+def _np_mean_by_runs(keys: np.ndarray, values: np.ndarray, perm: np.ndarray | None, starts: np.ndarray,
+                     longest: int, acc: np.dtype, divide: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys (U,) and per-run means (U, F) in dtype ``acc`` of ``values`` (N, F), runs
+    given in sorted order (sums if ``divide`` is False)."""
+    n, n_runs = values.shape[0], starts.shape[0]
+    if longest > _MAX_PASSES:  # deep overlap: one gather of everything, then a segmented sum
+        ordered = values if perm is None else np.take(values, perm, axis=0)
+        sums = np.add.reduceat(ordered.astype(acc, copy=False), starts, axis=0)
+        if divide:
+            sums /= np.diff(starts, append=n).astype(acc)[:, None]
+        return _np_unique(keys, perm, starts), sums
+    out = np.empty((n_runs, values.shape[1]), dtype=acc)
+    unique = np.empty(n_runs, dtype=keys.dtype)
+    for a in range(0, n_runs, _CHUNK):
+        b = min(a + _CHUNK, n_runs)
+        first = starts[a:b]
+        lengths = _chunk_lengths(starts, a, b, n)
+        block = out[a:b]
+        first_rows = first if perm is None else perm[first]
+        np.take(keys, first_rows, out=unique[a:b], mode="clip")
+        _np_take_rows(values, first_rows, out=block)
+        position = np.empty_like(first)
+        has_row = np.empty(b - a, dtype=bool)
+        for offset in range(1, longest):
+            # add each run's offset-th row where the run has one (zero the others first:
+            # a 1-D mask on whole-row words is far cheaper than a broadcast `where=`)
+            np.add(first, offset, out=position)
+            np.minimum(position, n - 1, out=position)
+            np.greater(lengths, offset, out=has_row)
+            rows = _np_take_rows(values, position if perm is None else perm[position])
+            _zero_rows(rows, has_row)
+            np.add(block, rows, out=block)
+        if divide and longest > 1:
+            block *= (1.0 / lengths).astype(acc)[:, None]
+    return unique, out
 
 
-def _np_segment_mode(
-    labels: np.ndarray, perm: np.ndarray | None, starts: np.ndarray, lengths: np.ndarray
-) -> np.ndarray:
-    """Per-segment most frequent label (U,), ties going to the smallest label."""
-    max_len = int(lengths.max())
-    if max_len <= _MAX_PASSES:
-        n = labels.shape[0]
-        # column j: the j-th label of every segment (repeats the last row where there is none)
-        columns = [labels[_np_positions(perm, np.minimum(starts + j, n - 1))] for j in range(max_len)]
-        valid = [lengths > j for j in range(max_len)]
-        best_label = columns[0]
-        best_votes = np.zeros(starts.shape[0], dtype=np.int16)
-        for j in range(max_len):
-            votes = np.zeros(starts.shape[0], dtype=np.int16)
-            for k in range(max_len):
+def _np_mode_by_runs(keys: np.ndarray, labels: np.ndarray, perm: np.ndarray | None, starts: np.ndarray,
+                     longest: int) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct keys (U,) and per-run most frequent label (U,), ties going to the smallest label."""
+    n, n_runs = labels.shape[0], starts.shape[0]
+    if longest > _MAX_PASSES:
+        ordered = labels if perm is None else labels[perm]
+        lengths = np.diff(starts, append=n)
+        modes = _mode_by_segment_np(np.repeat(np.arange(n_runs), lengths), ordered, n_runs)
+        return _np_unique(keys, perm, starts), modes
+    out = np.empty(n_runs, dtype=labels.dtype)
+    unique = np.empty(n_runs, dtype=keys.dtype)
+    for a in range(0, n_runs, _CHUNK):
+        b = min(a + _CHUNK, n_runs)
+        first = starts[a:b]
+        lengths = _chunk_lengths(starts, a, b, n)
+        np.take(keys, first if perm is None else perm[first], out=unique[a:b], mode="clip")
+        # column j: the j-th label of each run (clipped past the run's end; masked by `valid`)
+        columns = []
+        for j in range(longest):
+            position = np.minimum(first + j, n - 1)
+            columns.append(labels[position if perm is None else perm[position]])
+        valid = [lengths > j for j in range(longest)]
+        best_label, best_votes = columns[0], np.zeros(b - a, dtype=np.int16)
+        for j in range(longest):
+            votes = np.zeros(b - a, dtype=np.int16)
+            for k in range(longest):
                 votes += valid[k] & (columns[k] == columns[j])
             better = valid[j] & ((votes > best_votes) | ((votes == best_votes) & (columns[j] < best_label)))
             best_label = np.where(better, columns[j], best_label)
             best_votes = np.where(better, votes, best_votes)
-        return best_label
-    ordered = labels if perm is None else labels[perm]
-    seg_id = np.repeat(np.arange(starts.shape[0]), lengths)
-    return _mode_by_segment_np(seg_id, ordered, starts.shape[0])
+        out[a:b] = best_label
+    return unique, out
 
 
 def _mode_by_segment_np(seg_id: np.ndarray, labels: np.ndarray, n_seg: int) -> np.ndarray:
@@ -173,22 +233,24 @@ def _mode_by_segment_np(seg_id: np.ndarray, labels: np.ndarray, n_seg: int) -> n
     return run_lab[key][best]
 
 
+def _np_unique(keys: np.ndarray, perm: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
+    return keys[starts] if perm is None else keys[perm[starts]]
+
+
 def _stitch_numpy(timestamps: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     keys = timestamps.numpy()
     perm = _np_order(keys)
-    sorted_keys = keys if perm is None else keys[perm]
-    starts, lengths = _np_segments(sorted_keys)
-    unique = torch.from_numpy(sorted_keys[starts].copy() if perm is None else sorted_keys[starts])
+    starts, longest = _np_starts(keys, perm)
     if values.dtype == torch.long:
-        return unique, torch.from_numpy(_np_segment_mode(values.numpy(), perm, starts, lengths))
+        unique, modes = _np_mode_by_runs(keys, values.numpy(), perm, starts, longest)
+        return torch.from_numpy(unique), torch.from_numpy(modes)
     acc = _accumulation_dtype(values.dtype)
     flat = values.reshape(values.shape[0], -1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.to(acc)  # NumPy has no bfloat16; half precision is summed in float32 anyway
-    sums = _np_segment_sum(flat.numpy(), perm, starts, lengths, np.dtype(str(acc).split(".")[1]))
-    sums *= (1.0 / lengths).astype(sums.dtype)[:, None]
-    pooled = torch.from_numpy(sums).reshape(-1, *values.shape[1:])
-    return unique, pooled.to(values.dtype)
+    np_acc = np.float64 if acc == torch.float64 else np.float32
+    unique, means = _np_mean_by_runs(keys, flat.contiguous().numpy(), perm, starts, longest, np.dtype(np_acc))
+    return torch.from_numpy(unique), torch.from_numpy(means).reshape(-1, *values.shape[1:]).to(values.dtype)
 
 
 # --------------------------------------------------------------------------------------------
@@ -275,10 +337,10 @@ def _group_sum(keys: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, to
     if keys.device.type == "cpu" and keys.shape[0] >= _SMALL:
         k = keys.contiguous().numpy()
         perm = _np_order(k)
-        sorted_keys = k if perm is None else k[perm]
-        starts, lengths = _np_segments(sorted_keys)
-        sums = _np_segment_sum(rows.contiguous().numpy(), perm, starts, lengths, rows.numpy().dtype)
-        return torch.from_numpy(np.ascontiguousarray(sorted_keys[starts])), torch.from_numpy(sums)
+        starts, longest = _np_starts(k, perm)
+        r = rows.contiguous().numpy()
+        unique, sums = _np_mean_by_runs(k, r, perm, starts, longest, r.dtype, divide=False)
+        return torch.from_numpy(unique), torch.from_numpy(sums)
     sorted_keys, perm = torch.sort(keys, stable=True)
     seg_id, starts, _ = _segment_ids(sorted_keys)
     sums = torch.zeros((starts.shape[0], rows.shape[1]), dtype=rows.dtype, device=rows.device)

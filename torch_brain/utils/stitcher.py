@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from torch_brain.utils._evaluation import (
@@ -102,8 +103,15 @@ def _check_stitch_inputs(timestamps: torch.Tensor, values: torch.Tensor) -> None
             f"stitch: `values` must be floating point (mean pooling) or torch.long (mode pooling), got "
             f"dtype {values.dtype}; convert with .float() or .long()."
         )
-    if timestamps.is_floating_point() and bool(torch.isnan(timestamps).any()):
+    if timestamps.is_floating_point() and timestamps.shape[0] and _has_nan(timestamps):
         raise ValueError(
             f"stitch: `timestamps` contains {int(torch.isnan(timestamps).sum())} NaN value(s); NaN times "
             "cannot be grouped. Drop those rows first."
         )
+
+
+def _has_nan(x: torch.Tensor) -> bool:
+    """Whether a 1-D float tensor holds a NaN (max propagates NaN: one pass, no temporary)."""
+    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.float32, torch.float64):
+        return bool(np.isnan(np.max(x.numpy())))
+    return bool(torch.isnan(x.max()))
