@@ -26,13 +26,13 @@ def _weights(run_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kill_at", [5])
-def test_resume_reproduces_uninterrupted_run(tiny_root, tmp_path, kill_at):
+@pytest.mark.parametrize("kill_at, validate", [(5, False), (7, True)])  # mid-epoch; epoch end
+def test_resume_reproduces_uninterrupted_run(tiny_root, tmp_path, kill_at, validate):
     # 8 steps in epochs of 3 batches: the kill lands mid-epoch (after batch 2 of epoch 1);
     # model dropout and unit dropout are on, so RNG state and sampler position both matter
     config = tiny_config(
         tiny_root,
-        trainer={"max_steps": 8, "steps_per_epoch": 3, "limit_val_batches": 0},
+        trainer={"max_steps": 8, "steps_per_epoch": 3, "limit_val_batches": None if validate else 0},
         checkpoint={"every_n_train_steps": 1},
         data={"unit_dropout": {"min_units": 4, "mode_units": 8, "max_units": 12}},
     )

@@ -199,7 +199,9 @@ class _SeededWindows(torch.utils.data.Dataset):
 
     def __getitem__(self, item: tuple[Any, int]) -> Any:
         index, seed = item
-        torch.manual_seed(seed)  # anything else random in the window's pipeline
+        # anything else random in the window's pipeline (CPU generator only: torch.manual_seed
+        # would also queue CUDA seeding, which costs more than loading the window)
+        torch.default_generator.manual_seed(seed)
         np.random.seed(seed % 2**32)
         data = self.dataset.get(index.recording_id, index.start, index.end)
         if self.unit_dropout is not None:
@@ -467,6 +469,8 @@ class DecodingDataModule(L.LightningDataModule):
             _SeededWindows(ds, self.unit_dropout, self._tokenizer), batch_sampler=batch_sampler,
             collate_fn=collate, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            # workers' base seed from a private generator: the global RNG stays untouched
+            generator=torch.Generator().manual_seed(_seed_of(self.seed, 2)),
         )
 
     def _eval_loader(self, split: str) -> DataLoader:
