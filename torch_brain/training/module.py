@@ -233,7 +233,8 @@ class NeuralDecoder(L.LightningModule):
 
     def configure_model(self) -> None:
         if self.hparams.compile and self._compiled is None:
-            object.__setattr__(self, "_compiled", torch.compile(self.model))
+            # window sizes vary from batch to batch: compile for dynamic shapes once
+            object.__setattr__(self, "_compiled", torch.compile(self.model, dynamic=True))
 
     def forward(self, **inputs: Any) -> Any:
         fn = self._compiled if self._compiled is not None else self.model
