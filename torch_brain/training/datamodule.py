@@ -298,6 +298,7 @@ class DecodingDataModule(L.LightningDataModule):
         self.dataset_config = self._resolve_config(dataset_config, tasks)
         self.tasks = self._resolve_tasks(tasks)
         self._datasets: dict[str, Any] = {}
+        self._readout_configs: dict[str, dict[str, Any]] = {}  # session -> {task: readout entry}
         self._train_batch_sampler: _ResumableBatchSampler | None = None
         self._resume_state: dict[str, int] | None = None
 
@@ -418,12 +419,6 @@ class DecodingDataModule(L.LightningDataModule):
             self._readout_configs.setdefault(rid, readouts)
             out[rid] = [t for t in self.tasks if t in readouts]
         return out
-
-    @property
-    def _readout_configs(self) -> dict[str, dict[str, Any]]:
-        if not hasattr(self, "_readout_cache"):
-            self._readout_cache: dict[str, dict[str, Any]] = {}
-        return self._readout_cache
 
     def get_metrics(self, split: str = "valid") -> dict[str, dict[str, dict[str, Any]]]:
         """``{session_id: {task: {metric_name: torchmetrics metric}}}`` for the split's sessions.

@@ -12,8 +12,6 @@ Each run writes a run directory (see :mod:`torch_brain.training.run_dir`).
 from __future__ import annotations
 
 import json
-import math
-import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
