@@ -248,3 +248,25 @@ def test_data_class_fields_follow_the_guide():
     names = [f for f in DataForMultiTaskDecodingStitchEvaluator.__dataclass_fields__]
     assert names == ["timestamps", "preds", "targets", "decoder_indices", "eval_masks", "session_ids",
                      "absolute_starts"]
+
+
+def test_one_dimensional_task_preds_n1_targets_n():
+    # running_speed: the model predicts (n, 1), targets are (n,); scored as (U,) vs (U,)
+    rng = np.random.default_rng(0)
+    items, rows = [], []
+    for w in range(4):
+        start = 0.5 * w
+        rel = np.arange(0, 1, 0.1)
+        y = np.sin(start + rel)
+        p = y + rng.normal(0, 0.3, len(rel))
+        rows += [(round(start + r, 6), a, b) for r, a, b in zip(rel, p, y)]
+        items.append(dict(timestamps=torch.from_numpy(rel)[None], preds=[torch.from_numpy(p).float()[:, None]],
+                          targets=torch.from_numpy(y).float(), eval_masks=None, session_ids=["s"],
+                          absolute_starts=torch.tensor([start], dtype=torch.float64)))
+    evaluator = DecodingStitchEvaluator(["s"], modality_spec=MODALITY_REGISTRY["running_speed"], quiet=True)
+    result = _trainer([evaluator]).validate(ReplayModel(multitask=False), loader(items), verbose=False)[0]
+    import pandas as pd
+
+    m = pd.DataFrame(rows, columns=["t", "p", "y"]).groupby("t").mean()
+    ref = 1 - ((m.y - m.p) ** 2).sum() / ((m.y - m.y.mean()) ** 2).sum()
+    assert result["s/running_speed/r2/val"] == pytest.approx(ref, abs=1e-5)

@@ -157,7 +157,9 @@ class _TimePool:
             # argmax returns the first maximum: ties go to the smallest class
             return self.sums[:, 1 : 1 + c].argmax(1), self.sums[:, 1 + c :].argmax(1)
         n_pred = math.prod(self.pred_shape)
-        pred = (self.sums[:, 1 : 1 + n_pred] / counts).reshape(-1, *self.pred_shape)
+        # a (n, 1) prediction of an (n,) target (or the like) is scored in the target's shape
+        shape = self.target_shape if n_pred == math.prod(self.target_shape) else self.pred_shape
+        pred = (self.sums[:, 1 : 1 + n_pred] / counts).reshape(-1, *shape)
         target = (self.sums[:, 1 + n_pred :] / counts).reshape(-1, *self.target_shape)
         return pred.to(self.pred_dtype), target.to(self.target_dtype)
 
@@ -401,12 +403,15 @@ class _StitchEvaluatorBase(L.Callback):
                 local["times"][i] = pool.n_times
                 local["nonfinite"][i] = pool.nonfinite
                 local["categorical"][i] = float(pool.categorical)
-                local["pred_width"][i] = 0 if pool.categorical else _width(pool.pred_shape)
+                scored_pred_shape = pool.target_shape if math.prod(pool.pred_shape) == math.prod(
+                    pool.target_shape) else pool.pred_shape  # as in _TimePool.stitched
+                local["pred_width"][i] = 0 if pool.categorical else _width(scored_pred_shape)
                 local["target_width"][i] = 0 if pool.categorical else _width(pool.target_shape)
         # agree across ranks on which pairs have data, and their shapes (one reduction, by torchmetrics)
         coverage = _Coverage(len(self._pairs)).to(device)
         coverage.update(**local)
-        agreed = {name: value.cpu() for name, value in coverage.compute().items()}
+        # (reshape: torchmetrics squeezes one-element results to 0-d)
+        agreed = {name: value.cpu().reshape(-1) for name, value in coverage.compute().items()}
         times, nonfinite = agreed["times"], agreed["nonfinite"]
 
         values: dict[str, float] = {}
