@@ -113,3 +113,56 @@ def test_bf16_mixed_trains_on_cpu(tiny_root, tmp_path):
                                               "limit_val_batches": 0})
     summary = fit(config, run_dir=tmp_path / "bf16")
     assert summary["global_step"] == 2
+
+
+def test_loss_is_the_guides_weighted_per_task_formula():
+    """Hand-built batch: 3 samples; velocity in samples 0 and 2, direction in sample 1 only."""
+    module = NeuralDecoder("poyo_plus", tasks=["cursor_velocity_2d", "reach_direction"],
+                           model_kwargs={"dim": 8, "depth": 1, "dim_head": 4, "self_heads": 1})
+    vel_id = module.specs["cursor_velocity_2d"].id
+    dir_id = module.specs["reach_direction"].id
+    decoder = torch.tensor([[vel_id, vel_id, 0], [dir_id, 0, 0], [vel_id, dir_id, 0]])
+    # sample 2 holds both tasks; 3 velocity queries (2 + 1), 2 direction queries (1 + 1)
+    torch.manual_seed(0)
+    output = {"cursor_velocity_2d": torch.randn(3, 2), "reach_direction": torch.randn(2, 8)}
+    batch = {
+        "model_inputs": {"output_decoder_index": decoder},
+        "target_values": {"cursor_velocity_2d": torch.randn(3, 2), "reach_direction": torch.tensor([3, 5])},
+        "target_weights": {"cursor_velocity_2d": torch.tensor([1.0, 2.0, 0.5]),
+                           "reach_direction": torch.tensor([1.0, 1.0])},
+        "session_id": ["a", "b", "c"],
+    }
+    loss, per_task = module._loss(batch, output)
+
+    w = batch["target_weights"]["cursor_velocity_2d"]
+    sq = ((output["cursor_velocity_2d"] - batch["target_values"]["cursor_velocity_2d"]) ** 2).mean(1)
+    mse = float((w * sq).sum() / w.sum())
+    logits, labels = output["reach_direction"], [3, 5]
+    ce = float(np.mean([-torch.log_softmax(logits[i], 0)[labels[i]].item() for i in range(2)]))
+    expected = (mse * 2 + ce * 2) / 3  # velocity in 2 samples, direction in 2 samples, batch of 3
+    assert float(loss) == pytest.approx(expected, rel=1e-5)
+    assert float(per_task["cursor_velocity_2d"]) == pytest.approx(mse, rel=1e-5)
+
+
+def test_eval_step_returns_predictions_in_original_units():
+    from torch_brain.training import TargetNormalizer
+
+    module = NeuralDecoder("poyo_plus", tasks=["cursor_velocity_2d"],
+                           model_kwargs={"dim": 8, "depth": 1, "dim_head": 4, "self_heads": 1})
+    module.normalizer = TargetNormalizer({"mode": "per_session", "tasks": {"cursor_velocity_2d": {
+        "global": {"mean": [0.0, 0.0], "std": [1.0, 1.0]},
+        "sessions": {"s0": {"mean": [10.0, -10.0], "std": [2.0, 4.0]}}}}})
+    vel_id = module.specs["cursor_velocity_2d"].id
+    z = torch.tensor([[1.0, 1.0], [0.0, -1.0], [2.0, 0.5]])  # standardised model outputs
+    module.forward = lambda **inputs: {"cursor_velocity_2d": z}
+    batch = {
+        "model_inputs": {"output_decoder_index": torch.tensor([[vel_id, vel_id], [vel_id, 0]]),
+                         "output_timestamps": torch.tensor([[0.1, 0.2], [0.1, 0.0]])},
+        "target_values": {"cursor_velocity_2d": torch.zeros(3, 2)},
+        "target_weights": {}, "eval_mask": {"cursor_velocity_2d": torch.ones(3, dtype=torch.bool)},
+        "session_id": ["s0", "unseen"], "absolute_start": torch.tensor([5.0, 7.0], dtype=torch.float64),
+    }
+    module.log = lambda *args, **kwargs: None
+    out = module.validation_step(batch, 0)
+    torch.testing.assert_close(out.preds[0]["cursor_velocity_2d"], torch.tensor([[12.0, -6.0], [10.0, -14.0]]))
+    torch.testing.assert_close(out.preds[1]["cursor_velocity_2d"], torch.tensor([[2.0, 0.5]]))  # global stats
