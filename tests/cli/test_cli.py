@@ -114,3 +114,14 @@ def test_testing_on_unseen_sessions_is_refused(config_file, tmp_path, capsys):
                  "--run-dir", str(run)]) == 0
     assert main(["test", str(run), f"data.config={HELDOUT_CONFIG}"]) == 2
     assert "was not trained on, e.g. ['synthetic_reaching/heldout']; fine-tune" in capsys.readouterr().err
+
+
+def test_prepare_delegates_to_brainsets(tmp_path, capsys):
+    args = ["prepare", "synthetic_reaching", "--root", str(tmp_path), "--n-sessions", "1",
+            "--n-subjects", "1", "--minutes", "0.5", "--n-units", "4", "--held-out", "false",
+            "--no-progress"]
+    assert main(args) == 0
+    assert (tmp_path / "synthetic_reaching" / "session_00.h5").is_file()
+    assert "wrote 1 file(s)" in capsys.readouterr().out
+    assert main(args) == 2  # existing files are not replaced without --overwrite
+    assert "torch-brain prepare: error:" in capsys.readouterr().err
