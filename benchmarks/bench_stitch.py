@@ -199,7 +199,7 @@ def _evaluator_epoch(n_sessions: int = 100, seconds: float = 60.0, batch_size: i
             "merge_threshold_rows": _evaluation._MIN_MERGE_ROWS}
 
 
-def _forward_time(n_windows: int, batch_size: int = 32, n_batches: int = 3) -> dict:
+def _forward_time(n_windows: int, batch_size: int = 32, n_batches: int = 2) -> dict:
     """Small POYO+ (synthetic config) eval forward passes, scaled to ``n_windows``."""
     from torch_brain.models import POYOPlus
 

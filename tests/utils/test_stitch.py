@@ -141,3 +141,13 @@ def test_stitch_cuda_matches_cpu():
 def test_stitch_bad_input(timestamps, values, error, match):
     with pytest.raises(error, match=match):
         stitch(timestamps, values)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.int64])
+def test_stitch_shuffled_signed_times(dtype):
+    # negative times, -0.0 == 0.0, large magnitudes: exercises the integer image used for sorting
+    rng = np.random.default_rng(1)
+    grid = np.concatenate([np.arange(-3000, 3000) * 0.25, [-0.0, 0.0, 1e9, -1e9]])
+    t = torch.from_numpy(grid[rng.integers(0, len(grid), 20000)]).to(dtype)
+    _check(t, torch.from_numpy(rng.normal(size=(20000, 2))), "numpy")
+    _check(t, torch.from_numpy(rng.integers(0, 5, 20000)), "numpy")

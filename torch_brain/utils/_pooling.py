@@ -75,8 +75,20 @@ def _np_order(keys: np.ndarray) -> np.ndarray | None:
     if descents * _RUN_LENGTH <= n:
         # long sorted runs (e.g. concatenated overlapping windows): timsort merges them fast
         return np.argsort(keys, kind="stable")
-    # little presortedness: torch's sort is multithreaded and faster than timsort here
-    return torch.sort(torch.from_numpy(keys), stable=True).indices.numpy()
+    # little presortedness: torch's multithreaded sort beats timsort here, and on integer keys it is
+    # a radix sort, so floats are sorted through an order-preserving integer image of their bits
+    return torch.sort(torch.from_numpy(_sortable_integers(keys)), stable=True).indices.numpy()
+
+
+def _sortable_integers(keys: np.ndarray) -> np.ndarray:
+    """Integers that sort (and compare equal) exactly like the float ``keys`` (no NaN)."""
+    if keys.dtype.kind != "f":
+        return keys
+    word = {2: np.int16, 4: np.int32, 8: np.int64}[keys.itemsize]
+    bits = (keys + keys.dtype.type(0)).view(word)  # + 0 turns -0.0 into 0.0
+    # negative floats: flip the magnitude bits so that larger magnitudes sort first
+    flipped = np.where(bits < 0, bits ^ np.iinfo(word).max, bits)
+    return flipped.astype(np.int64, copy=False)
 
 
 def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, int]:
