@@ -28,8 +28,8 @@ from typing import Any, Callable
 from torch_brain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 
 __all__ = [
-    "MODALITY_REGISTRY",
     "DataType",
+    "MODALITY_REGISTRY",
     "ModalitySpec",
     "get_modality",
     "get_modality_by_id",
