@@ -20,8 +20,8 @@ __all__ = [
     "RotaryTimeEmbedding",
     "apply_rotary",
     "geglu",
-    "rotate",
     "in_intervals",
     "prepare_readout",
+    "rotate",
     "weighted_mean",
 ]
