@@ -98,3 +98,27 @@ def test_site_builds_strict(tmp_path):
         assert html.is_file(), f"{page} was not rendered to {html}"
     api_html = (site / "api" / "registry" / "index.html").read_text()
     assert 'id="torch_brain.registry.register_modality"' in api_html
+
+
+def _python_blocks(page: Path) -> list[str]:
+    return re.findall(r"```python\n(.*?)```", page.read_text(), flags=re.S)
+
+
+@pytest.mark.slow
+def test_training_guide_runs_top_to_bottom(tmp_path):
+    """docs/guide.md is runnable: its python blocks, in order, train and reload a model."""
+    code = "\n".join(_python_blocks(DOCS / "guide.md"))
+    for setting, small in [
+        ("MAX_STEPS = 300", "MAX_STEPS = 2"),
+        ('DATA_OPTIONS = {"n_sessions": 2, "minutes": 5.0}',
+         'DATA_OPTIONS = {"n_sessions": 2, "minutes": 1.0, "n_units": 20}'),
+    ]:
+        assert setting in code, f"docs/guide.md no longer sets {setting!r}; update this test"
+        code = code.replace(setting, small)
+    script = tmp_path / "guide.py"
+    script.write_text(code)
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, f"docs/guide.md failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert "average_val_metric:" in proc.stdout
+    assert list((tmp_path / "checkpoints").glob("*.ckpt")), "no checkpoint was written"

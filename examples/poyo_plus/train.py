@@ -50,14 +50,18 @@ class NeuralDecoder(L.LightningModule):
     """The guide's LightningModule: weighted multi-task loss, stitched validation, SparseLamb.
 
     Args:
-        model: a POYOPlus whose unit and session vocabularies are initialised.
+        model_config: keyword arguments of POYOPlus, or a built POYOPlus (as the guide's script
+            passes); its hyper-parameters are saved so ``load_from_checkpoint`` rebuilds it.
         lr: peak learning rate of SparseLamb.
-        total_steps: optimiser steps of the whole run (for the warm-up + cosine schedule).
     """
 
-    def __init__(self, model: POYOPlus, lr: float = 4e-3, total_steps: int = 1000):
+    def __init__(self, model_config, lr=4e-3):
         super().__init__()
-        self.save_hyperparameters(ignore=["model"])
+        if isinstance(model_config, POYOPlus):
+            model, model_config = model_config, model_config.hparams
+        else:
+            model = POYOPlus(**model_config)
+        self.save_hyperparameters({"model_config": model_config, "lr": lr})
         self.model = model
 
     def forward(self, **kwargs):
@@ -117,7 +121,7 @@ class NeuralDecoder(L.LightningModule):
         # Linear warm-up then cosine decay: a schedule that starts at its peak learning rate can
         # stall for hundreds of steps (see benchmarks/RESULTS.md, "Accuracy and recipes").
         scheduler = build_scheduler(
-            optimizer, "warmup_cosine", total_steps=self.hparams.total_steps,
+            optimizer, "warmup_cosine", total_steps=self.trainer.estimated_stepping_batches,
             warmup_fraction=0.1, final_factor=0.01,
         )
         return {"optimizer": optimizer, "lr_scheduler": scheduler}
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
     val_loader = DataLoader(val_dataset, sampler=val_sampler, batch_size=64, collate_fn=collate)
 
     # 5. Create Lightning module and trainer
-    module = NeuralDecoder(model, lr=args.lr, total_steps=args.steps)
+    module = NeuralDecoder(model, lr=args.lr)
     evaluator = MultiTaskDecodingStitchEvaluator(
         metrics=build_metrics(val_dataset, ["cursor_velocity_2d", "reach_direction"])
     )
