@@ -91,14 +91,16 @@ def _sortable_integers(keys: np.ndarray) -> np.ndarray:
     return flipped.astype(np.int64, copy=False)
 
 
-def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, int]:
-    """Sorted-order positions (U,) where a run of equal keys starts, and the longest run length.
+def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
+    """Sorted-order positions (U,) where a run of equal keys starts, the distinct keys (U,) and
+    the longest run length.
 
-    Works block by block, so that no (N,)-sized temporary is created: the result is a view of an
-    (N,) buffer of which only the first U entries are ever written (and so paged in).
+    Works block by block, so that no (N,)-sized temporary is created: the results are written
+    into (N,) buffers, of which only the first U entries are ever touched (and so paged in),
+    then shrunk to U.
     """
     n = keys.shape[0]
-    buffer = np.empty(n, dtype=np.int64)
+    starts, unique = np.empty(n, dtype=np.int64), np.empty(n, dtype=keys.dtype)
     n_runs, longest, previous = 0, 1, None
     for a in range(0, n, _CHUNK):
         b = min(a + _CHUNK, n)
@@ -107,17 +109,22 @@ def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, i
         change[0] = previous is None or chunk[0] != previous
         np.not_equal(chunk[1:], chunk[:-1], out=change[1:])
         idx = np.flatnonzero(change)
-        idx += a
-        if idx.shape[0]:
+        m = idx.shape[0]
+        if m:
+            unique[n_runs : n_runs + m] = chunk[idx]
+            idx += a
             if n_runs:
-                longest = max(longest, int(idx[0] - buffer[n_runs - 1]))
-            if idx.shape[0] > 1:
+                longest = max(longest, int(idx[0] - starts[n_runs - 1]))
+            if m > 1:
                 longest = max(longest, int(np.max(idx[1:] - idx[:-1])))
-            buffer[n_runs : n_runs + idx.shape[0]] = idx
-            n_runs += idx.shape[0]
+            starts[n_runs : n_runs + m] = idx
+            n_runs += m
         previous = chunk[-1]
-    longest = max(longest, n - int(buffer[n_runs - 1]))
-    return buffer[:n_runs], longest
+    longest = max(longest, n - int(starts[n_runs - 1]))
+    # shrink the buffers in place (no views of them exist; large ones are remapped, not copied)
+    starts.resize(n_runs, refcheck=False)
+    unique.resize(n_runs, refcheck=False)
+    return starts, unique, longest
 
 
 def _chunk_lengths(starts: np.ndarray, a: int, b: int, n: int) -> np.ndarray:
@@ -152,27 +159,24 @@ def _zero_rows(rows: np.ndarray, keep: np.ndarray) -> None:
         rows[~keep] = 0
 
 
-def _np_mean_by_runs(keys: np.ndarray, values: np.ndarray, perm: np.ndarray | None, starts: np.ndarray,
-                     longest: int, acc: np.dtype, divide: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys (U,) and per-run means (U, F) in dtype ``acc`` of ``values`` (N, F), runs
-    given in sorted order (sums if ``divide`` is False)."""
+def _np_mean_by_runs(values: np.ndarray, perm: np.ndarray | None, starts: np.ndarray, longest: int,
+                     acc: np.dtype, divide: bool = True) -> np.ndarray:
+    """Per-run means (U, F) in dtype ``acc`` of ``values`` (N, F), runs given in sorted order
+    (sums if ``divide`` is False)."""
     n, n_runs = values.shape[0], starts.shape[0]
     if longest > _MAX_PASSES:  # deep overlap: one gather of everything, then a segmented sum
         ordered = values if perm is None else np.take(values, perm, axis=0)
         sums = np.add.reduceat(ordered.astype(acc, copy=False), starts, axis=0)
         if divide:
             sums /= np.diff(starts, append=n).astype(acc)[:, None]
-        return _np_unique(keys, perm, starts), sums
+        return sums
     out = np.empty((n_runs, values.shape[1]), dtype=acc)
-    unique = np.empty(n_runs, dtype=keys.dtype)
     for a in range(0, n_runs, _CHUNK):
         b = min(a + _CHUNK, n_runs)
         first = starts[a:b]
         lengths = _chunk_lengths(starts, a, b, n)
         block = out[a:b]
-        first_rows = first if perm is None else perm[first]
-        np.take(keys, first_rows, out=unique[a:b], mode="clip")
-        _np_take_rows(values, first_rows, out=block)
+        _np_take_rows(values, first if perm is None else perm[first], out=block)
         position = np.empty_like(first)
         has_row = np.empty(b - a, dtype=bool)
         for offset in range(1, longest):
@@ -186,25 +190,21 @@ def _np_mean_by_runs(keys: np.ndarray, values: np.ndarray, perm: np.ndarray | No
             np.add(block, rows, out=block)
         if divide and longest > 1:
             block *= (1.0 / lengths).astype(acc)[:, None]
-    return unique, out
+    return out
 
 
-def _np_mode_by_runs(keys: np.ndarray, labels: np.ndarray, perm: np.ndarray | None, starts: np.ndarray,
-                     longest: int) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct keys (U,) and per-run most frequent label (U,), ties going to the smallest label."""
+def _np_mode_by_runs(labels: np.ndarray, perm: np.ndarray | None, starts: np.ndarray, longest: int) -> np.ndarray:
+    """Per-run most frequent label (U,), ties going to the smallest label."""
     n, n_runs = labels.shape[0], starts.shape[0]
     if longest > _MAX_PASSES:
         ordered = labels if perm is None else labels[perm]
         lengths = np.diff(starts, append=n)
-        modes = _mode_by_segment_np(np.repeat(np.arange(n_runs), lengths), ordered, n_runs)
-        return _np_unique(keys, perm, starts), modes
+        return _mode_by_segment_np(np.repeat(np.arange(n_runs), lengths), ordered, n_runs)
     out = np.empty(n_runs, dtype=labels.dtype)
-    unique = np.empty(n_runs, dtype=keys.dtype)
     for a in range(0, n_runs, _CHUNK):
         b = min(a + _CHUNK, n_runs)
         first = starts[a:b]
         lengths = _chunk_lengths(starts, a, b, n)
-        np.take(keys, first if perm is None else perm[first], out=unique[a:b], mode="clip")
         # column j: the j-th label of each run (clipped past the run's end; masked by `valid`)
         columns = []
         for j in range(longest):
@@ -220,7 +220,7 @@ def _np_mode_by_runs(keys: np.ndarray, labels: np.ndarray, perm: np.ndarray | No
             best_label = np.where(better, columns[j], best_label)
             best_votes = np.where(better, votes, best_votes)
         out[a:b] = best_label
-    return unique, out
+    return out
 
 
 def _mode_by_segment_np(seg_id: np.ndarray, labels: np.ndarray, n_seg: int) -> np.ndarray:
@@ -245,23 +245,18 @@ def _mode_by_segment_np(seg_id: np.ndarray, labels: np.ndarray, n_seg: int) -> n
     return run_lab[key][best]
 
 
-def _np_unique(keys: np.ndarray, perm: np.ndarray | None, starts: np.ndarray) -> np.ndarray:
-    return keys[starts] if perm is None else keys[perm[starts]]
-
-
 def _stitch_numpy(timestamps: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     keys = timestamps.numpy()
     perm = _np_order(keys)
-    starts, longest = _np_starts(keys, perm)
+    starts, unique, longest = _np_starts(keys, perm)
     if values.dtype == torch.long:
-        unique, modes = _np_mode_by_runs(keys, values.numpy(), perm, starts, longest)
-        return torch.from_numpy(unique), torch.from_numpy(modes)
+        return torch.from_numpy(unique), torch.from_numpy(_np_mode_by_runs(values.numpy(), perm, starts, longest))
     acc = _accumulation_dtype(values.dtype)
     flat = values.reshape(values.shape[0], -1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.to(acc)  # NumPy has no bfloat16; half precision is summed in float32 anyway
     np_acc = np.float64 if acc == torch.float64 else np.float32
-    unique, means = _np_mean_by_runs(keys, flat.contiguous().numpy(), perm, starts, longest, np.dtype(np_acc))
+    means = _np_mean_by_runs(flat.contiguous().numpy(), perm, starts, longest, np.dtype(np_acc))
     return torch.from_numpy(unique), torch.from_numpy(means).reshape(-1, *values.shape[1:]).to(values.dtype)
 
 
@@ -349,9 +344,9 @@ def _group_sum(keys: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, to
     if keys.device.type == "cpu" and keys.shape[0] >= _SMALL:
         k = keys.contiguous().numpy()
         perm = _np_order(k)
-        starts, longest = _np_starts(k, perm)
+        starts, unique, longest = _np_starts(k, perm)
         r = rows.contiguous().numpy()
-        unique, sums = _np_mean_by_runs(k, r, perm, starts, longest, r.dtype, divide=False)
+        sums = _np_mean_by_runs(r, perm, starts, longest, r.dtype, divide=False)
         return torch.from_numpy(unique), torch.from_numpy(sums)
     sorted_keys, perm = torch.sort(keys, stable=True)
     seg_id, starts, _ = _segment_ids(sorted_keys)
