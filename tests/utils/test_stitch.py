@@ -151,3 +151,30 @@ def test_stitch_shuffled_signed_times(dtype):
     t = torch.from_numpy(grid[rng.integers(0, len(grid), 20000)]).to(dtype)
     _check(t, torch.from_numpy(rng.normal(size=(20000, 2))), "numpy")
     _check(t, torch.from_numpy(rng.integers(0, 5, 20000)), "numpy")
+
+
+@settings(max_examples=100, deadline=None)
+@given(_inputs(), st.sampled_from([1, 2, 3, 8]))
+def test_stitch_block_boundaries(inputs, chunk):
+    # the NumPy pipeline works in blocks of _CHUNK rows; tiny blocks put runs across block edges
+    from torch_brain.utils import _pooling
+
+    saved = _pooling._CHUNK
+    _pooling._CHUNK = chunk
+    try:
+        _check(*inputs, backend="numpy")
+    finally:
+        _pooling._CHUNK = saved
+
+
+@pytest.mark.parametrize("order", ["windows", "shuffled"])
+def test_stitch_block_boundaries_large(monkeypatch, order):
+    from torch_brain.utils import _pooling
+
+    monkeypatch.setattr(_pooling, "_CHUNK", 97)
+    rng = np.random.default_rng(3)
+    t = ((np.arange(40)[:, None] * 50 + np.arange(100)[None, :]) / 100.0).ravel()
+    if order == "shuffled":
+        t = t[rng.permutation(len(t))]
+    _check(torch.from_numpy(t), torch.from_numpy(rng.normal(size=(len(t), 2)).astype(np.float32)), "numpy")
+    _check(torch.from_numpy(t), torch.from_numpy(rng.integers(0, 3, len(t))), "numpy")
