@@ -142,12 +142,12 @@ def _say(msg: str = "") -> None:
 
 
 @contextlib.contextmanager
-def _step(index: int, total: int, title: str, times: dict[str, float]) -> Iterator[None]:
+def _step(index: int, total: int, key: str, title: str, times: dict[str, float]) -> Iterator[None]:
     _say(f"\n[{index}/{total}] {title}")
     t0 = time.perf_counter()
     yield
     dt = time.perf_counter() - t0
-    times[title] = dt
+    times[key] = round(dt, 1)
     _say(f"      done in {dt:.0f} s")
 
 
@@ -219,7 +219,7 @@ def _summary_plot(results: Mapping[str, Any], path: Path) -> Path | None:
     if "transfer" in results:
         model.update(results["transfer"])
         ridge.update(results["transfer_ridge"])
-    sids = sorted(model)
+    sids = sorted(model, key=lambda s: (s in results.get("transfer", {}), s))
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, task, label in zip(axes, (_VEL, _DIR), ("cursor velocity R²", "reach direction accuracy")):
         xs = range(len(sids))
@@ -227,7 +227,8 @@ def _summary_plot(results: Mapping[str, Any], path: Path) -> Path | None:
         r = [_metric(ridge, s, task) or 0.0 for s in sids]
         ax.bar([x - 0.2 for x in xs], m, width=0.4, label="POYO+")
         ax.bar([x + 0.2 for x in xs], r, width=0.4, label="ridge")
-        ax.set_xticks(list(xs), [_short(s) for s in sids], rotation=30, ha="right")
+        names = [_short(s) + (" (transfer)" if s in results.get("transfer", {}) else "") for s in sids]
+        ax.set_xticks(list(xs), names, rotation=30, ha="right")
         ax.set_ylim(0, 1)
         ax.set_title(label)
     axes[0].legend(loc="lower left")
@@ -276,18 +277,18 @@ def run_demo(out: str | Path = "runs/demo", *, fast: bool = False, seed: int = 0
     t_start = time.perf_counter()
 
     d = settings["data"]
-    with _step(1, total, f"preparing synthetic reaching data: {d['n_sessions']} sessions, "
+    with _step(1, total, "prepare", f"preparing synthetic reaching data: {d['n_sessions']} sessions, "
                f"{d['n_subjects']} subjects, {d['minutes']:g} min each, + 1 held-out session", times):
         prepare("synthetic_reaching", root, seed=seed, held_out=transfer, progress=True, **d)
         _say(f"      files in {root / 'synthetic_reaching'}")
 
-    with _step(2, total, f"training POYO+ on cursor velocity + reach direction "
+    with _step(2, total, "train", f"training POYO+ on cursor velocity + reach direction "
                f"({settings['steps']} steps, batch {settings['batch_size']})", times):
         with _quiet_lightning():
             summary = fit(cfg, run_dir=out / "poyo_plus")
     run_dir = Path(summary["run_dir"])
 
-    with _step(3, total, "testing: overlapping windows, stitched per session (POYO+ and ridge)", times):
+    with _step(3, total, "test", "testing: overlapping windows, stitched per session (POYO+ and ridge)", times):
         with _quiet_lightning(), contextlib.redirect_stdout(io.StringIO()):
             test = evaluate(run_dir, stage="test", checkpoint="last")
             ridge = run_baseline(cfg, name="ridge", run_dir=out / "ridge")
@@ -308,13 +309,13 @@ def run_demo(out: str | Path = "runs/demo", *, fast: bool = False, seed: int = 0
             "skip_readout": True,
             "unit_identification_steps": settings["unit_identification_steps"],
         }
-        with _step(4, total, f"transfer to the held-out session: load_pretrained(skip_readout=True), "
+        with _step(4, total, "transfer", f"transfer to the held-out session: load_pretrained(skip_readout=True), "
                    f"{settings['unit_identification_steps']} steps of unit identification, "
                    f"then {settings['finetune_steps']} steps of full fine-tuning", times):
             with _quiet_lightning():
                 ft = finetune(ft_cfg, run_dir=out / "transfer")
             _say(f"      {ft.get('new_units')} new units, new session(s): {ft.get('new_sessions')}")
-        with _step(5, total, "testing the transferred model on the held-out session", times):
+        with _step(5, total, "transfer_test", "testing the transferred model on the held-out session", times):
             with _quiet_lightning(), contextlib.redirect_stdout(io.StringIO()):
                 tr = evaluate(out / "transfer", stage="test", checkpoint="last")
                 tr_ridge = run_baseline(ft_cfg, name="ridge", run_dir=out / "transfer-ridge")
@@ -323,7 +324,7 @@ def run_demo(out: str | Path = "runs/demo", *, fast: bool = False, seed: int = 0
         _say("\nHeld-out session after transfer (test split):")
         _say(_table(results["transfer"], results["transfer_ridge"]))
 
-    with _step(total, total, "writing the summary plot and results.json", times):
+    with _step(total, total, "plots", "writing the summary plot and results.json", times):
         summary_png = _summary_plot(results, out / "plots" / "summary.png")
         if summary_png is not None:
             plots.append(str(summary_png))
@@ -359,6 +360,9 @@ def run_demo(out: str | Path = "runs/demo", *, fast: bool = False, seed: int = 0
     if transfer:
         _say(f"    transfer/                    the fine-tuned model, its plots and metrics")
     _say(f"    data/                        the prepared recordings (HDF5)")
+    if fast:
+        _say("  note: --fast trains far too briefly for POYO+ to learn (it stalls for the first few")
+        _say("        thousand windows); run without --fast for the real comparison.")
     _say("=" * 72)
     return results
 
