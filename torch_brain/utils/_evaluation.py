@@ -365,7 +365,7 @@ class _StitchEvaluatorBase(L.Callback):
                     f"(categorical={pool.categorical}, classes={pool.n_classes} before; now "
                     f"categorical={categorical}, classes={n_classes})."
                 )
-            pool.nonfinite += int((in_session & ~finite).sum())
+            pool.nonfinite = pool.nonfinite + (in_session & ~finite).sum()  # a tensor: no device sync per batch
             sel = in_session & finite
             pool.add(keys[sel], self._rows(preds[sel], targets[sel], categorical, n_classes))
 
@@ -401,7 +401,7 @@ class _StitchEvaluatorBase(L.Callback):
             pool = pools.get(pair)
             if pool is not None:
                 local["times"][i] = pool.n_times
-                local["nonfinite"][i] = pool.nonfinite
+                local["nonfinite"][i] = float(pool.nonfinite)
                 local["categorical"][i] = float(pool.categorical)
                 scored_pred_shape = pool.target_shape if math.prod(pool.pred_shape) == math.prod(
                     pool.target_shape) else pool.pred_shape  # as in _TimePool.stitched
