@@ -270,3 +270,25 @@ def test_one_dimensional_task_preds_n1_targets_n():
     m = pd.DataFrame(rows, columns=["t", "p", "y"]).groupby("t").mean()
     ref = 1 - ((m.y - m.p) ** 2).sum() / ((m.y - m.y.mean()) ** 2).sum()
     assert result["s/running_speed/r2/val"] == pytest.approx(ref, abs=1e-5)
+
+
+def test_metric_that_cannot_be_computed_is_nan_with_warning():
+    # one timestamp only: R2 needs two; the epoch goes on, the value is NaN
+    item = dict(timestamps=torch.zeros(1, 1, dtype=torch.float64), preds=[torch.ones(1, 2)],
+                targets=torch.zeros(1, 2), eval_masks=None, session_ids=["s"],
+                absolute_starts=torch.tensor([5.0], dtype=torch.float64))
+    evaluator = DecodingStitchEvaluator(["s"], modality_spec=MODALITY_REGISTRY[CONT], quiet=True)
+    with pytest.warns(UserWarning, match=r"s/cursor_velocity_2d/r2/val: R2Score could not be computed"):
+        result = _trainer([evaluator]).validate(ReplayModel(multitask=False), loader([item]), verbose=False)[0]
+    assert math.isnan(result["s/cursor_velocity_2d/r2/val"])
+
+
+def test_task_without_metrics_is_warned_once_and_skipped():
+    windows = make_windows("bs/s0", 4, 0.0)
+    metrics = {"bs/s0": {CONT: {"r2": torchmetrics.R2Score()}}}
+    with pytest.warns(UserWarning, match="task 'reach_direction' of session 'bs/s0' has no metrics") as record:
+        result = _validate(MultiTaskDecodingStitchEvaluator(metrics, quiet=True), batches(windows, 2))
+    assert sum("has no metrics" in str(w.message) for w in record) == 1
+    ref = reference_metrics(windows, "val")[f"bs/s0/{CONT}/r2/val"]
+    assert result[f"bs/s0/{CONT}/r2/val"] == pytest.approx(ref, abs=1e-5)
+    assert result["average_val_metric"] == pytest.approx(ref, abs=1e-5)

@@ -394,7 +394,8 @@ class _StitchEvaluatorBase(L.Callback):
     def _epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         device = pl_module.device
         pools, self._pools = self._pools, {}  # free the cache whatever happens below
-        local = {name: torch.zeros(len(self._pairs), dtype=torch.float64) for name in ("times", "nonfinite", "categorical")}
+        n_pairs = len(self._pairs)
+        local = {name: torch.zeros(n_pairs, dtype=torch.float64) for name in ("times", "nonfinite", "categorical")}
         local.update(pred_width=torch.full((len(self._pairs),), -1.0, dtype=torch.float64),
                      target_width=torch.full((len(self._pairs),), -1.0, dtype=torch.float64))
         for i, pair in enumerate(self._pairs):
@@ -435,8 +436,10 @@ class _StitchEvaluatorBase(L.Callback):
                         try:
                             value = float(metric.compute())
                         except ValueError as err:  # raised after the states were reduced: same on all ranks
-                            warnings.warn(f"{key}: {type(metric).__name__} could not be computed ({err}); logged as NaN.",
-                                          stacklevel=2)
+                            warnings.warn(
+                                f"{key}: {type(metric).__name__} could not be computed ({err}); logged as NaN.",
+                                stacklevel=2,
+                            )
                             value = float("nan")
                 metric.reset()
                 if value is not None:
