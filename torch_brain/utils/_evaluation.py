@@ -294,6 +294,8 @@ class _StitchEvaluatorBase(L.Callback):
     def _absolute_keys(timestamps: torch.Tensor, query_mask: torch.Tensor,
                        absolute_starts: Any, n_samples: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Integer time keys (µs) and sample index of the queries selected by ``query_mask`` (B, Q)."""
+        if timestamps.device.type == "mps":  # float64 times: not on MPS
+            timestamps, query_mask = timestamps.cpu(), query_mask.cpu()
         starts = torch.as_tensor(absolute_starts, dtype=torch.float64).to(timestamps.device).reshape(-1)
         if starts.shape[0] != n_samples:
             raise ValueError(
@@ -306,6 +308,9 @@ class _StitchEvaluatorBase(L.Callback):
     def _add(self, session_ids: Sequence[str], task: str, keys: torch.Tensor, sample: torch.Tensor,
              preds: torch.Tensor, targets: torch.Tensor, eval_mask: torch.Tensor | None) -> None:
         """Pool one task's chained queries of a batch into the per-session pools."""
+        if preds.device.type == "mps" or keys.device != preds.device:  # float64 sums: not on MPS
+            keys, sample, preds, targets = keys.cpu(), sample.cpu(), preds.cpu(), targets.cpu()
+            eval_mask = None if eval_mask is None else eval_mask.cpu()
         n = keys.shape[0]
         if preds.shape[0] != n or targets.shape[0] != n:
             raise ValueError(
