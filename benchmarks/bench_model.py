@@ -13,7 +13,7 @@ The same workload source runs in a fresh process for us and for the peer (both p
 ``torch_brain.registry.MODALITY_REGISTRY``); peak RSS is the process's ``ru_maxrss``.
 
 Usage:
-    .venv/bin/python benchmarks/bench_model.py [--steps 15] [--infer 8] [--rounds 2] [--skip-peer]
+    .venv/bin/python benchmarks/bench_model.py [--steps 15] [--infer 8] [--rounds 2] [--threads 2] [--skip-peer]
 
 Prints one JSON object.
 """
@@ -37,12 +37,12 @@ import json, resource, sys, time
 import numpy as np
 import torch
 
-torch.set_num_threads(2)
+DIM, STEPS, INFER, THREADS = (int(a) for a in sys.argv[1:5])
+torch.set_num_threads(THREADS)
 from torch_brain.models import POYOPlus
 from torch_brain.optim import SparseLamb
 from torch_brain.registry import MODALITY_REGISTRY
 
-DIM, STEPS, INFER = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
 B, N_SESSIONS, N_UNITS, RATE, SEQ, STEP, PER_STEP = 32, 4, 100, 10.0, 1.0, 0.125, 16
 # the categorical task: "reach_direction" is not in the peer's registry; an 8-class built-in of both is used
 TASKS = ("cursor_velocity_2d", "drifting_gratings_orientation")
@@ -153,7 +153,7 @@ print(json.dumps({
 
 
 def _run_ours(*args: str) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS="2", MKL_NUM_THREADS="2")
+    env = dict(os.environ, OMP_NUM_THREADS=args[3], MKL_NUM_THREADS=args[3])
     out = subprocess.run([sys.executable, "-c", WORKLOAD, *args], cwd=ROOT, env=env, capture_output=True,
                          text=True, timeout=900)
     if out.returncode != 0:
@@ -176,19 +176,20 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=15, help="timed training steps per configuration")
     parser.add_argument("--infer", type=int, default=8, help="timed inference batches (dim 64 and 128)")
     parser.add_argument("--rounds", type=int, default=2, help="alternating ours/peer rounds per dim")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads of each side (the issue: 2)")
     parser.add_argument("--skip-peer", action="store_true", help="only measure ours")
     args = parser.parse_args()
 
-    results: dict = {"benchmark": "model_training_step", "threads": 2, "batch_size": 32,
+    results: dict = {"benchmark": "model_training_step", "threads": args.threads, "batch_size": 32,
                      "rounds": args.rounds, "statistic": "steps/s and windows/s from the median step time; "
                      "best round (highest steps/s) of each side; peak RSS: largest of the rounds"}
     for dim in (64, 128):
         ours_runs, peer_runs = [], []
         for _ in range(args.rounds):  # alternate, so that both sides see the same machine load
-            ours_runs.append(_run_ours(str(dim), str(args.steps), str(args.infer)))
+            argv = (str(dim), str(args.steps), str(args.infer), str(args.threads))
+            ours_runs.append(_run_ours(*argv))
             if not args.skip_peer:
-                peer_runs.append(run_peer(WORKLOAD, str(dim), str(args.steps), str(args.infer), threads=2,
-                                          timeout=900))
+                peer_runs.append(run_peer(WORKLOAD, *argv, threads=args.threads, timeout=900))
         entry = {"ours": _best(ours_runs)}
         if peer_runs:
             peer = _best(peer_runs)

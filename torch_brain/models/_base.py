@@ -130,17 +130,17 @@ class POYOBase(nn.Module):
 
         self.enc_atn = RotaryCrossAttention(dim=dim, heads=cross_heads, dim_head=dim_head,
                                             dropout=atn_dropout, rotate_value=True)
-        self.enc_ffn = FeedForward(dim, dropout=ffn_dropout)
+        self.enc_ffn = FeedForward(dim, dropout=ffn_dropout, recompute=True)
         self.proc_layers = nn.ModuleList()
         for _ in range(depth):
             self.proc_layers.append(nn.ModuleList([
                 RotarySelfAttention(dim=dim, heads=self_heads, dim_head=dim_head, dropout=atn_dropout,
                                     rotate_value=True),
-                FeedForward(dim, dropout=ffn_dropout),
+                FeedForward(dim, dropout=ffn_dropout, recompute=True),
             ]))
         self.dec_atn = RotaryCrossAttention(dim=dim, heads=cross_heads, dim_head=dim_head,
                                             dropout=atn_dropout, rotate_value=False)
-        self.dec_ffn = FeedForward(dim, dropout=ffn_dropout)
+        self.dec_ffn = FeedForward(dim, dropout=ffn_dropout, recompute=True)
         self.dropout = nn.Dropout(lin_dropout)
 
     # ------------------------------------------------------------------ hyper-parameters

@@ -71,19 +71,24 @@ class FeedForward(nn.Module):
         dim: input and output size.
         mult: hidden size is ``mult * dim``.
         dropout: dropout on the hidden activations.
+        recompute: store only the block's (narrow) input and recompute the ``2 * mult * dim`` wide
+            projection in backward: less activation memory, one more matmul.
 
     Shapes:
         x (..., dim) -> (..., dim). The residual is *not* added.
     """
 
-    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0) -> None:
+    def __init__(self, dim: int, mult: int = 4, dropout: float = 0.0, recompute: bool = False) -> None:
         super().__init__()
+        self.recompute = recompute
         self.norm = nn.LayerNorm(dim)
         self.w1 = nn.Linear(dim, 2 * mult * dim)
         self.dropout = nn.Dropout(dropout)
         self.w2 = nn.Linear(mult * dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        # the 2 * mult * dim wide projection is recomputed in backward instead of being stored
-        hidden = _LinearGEGLU.apply(self.norm(x), self.w1.weight, self.w1.bias)
+        if self.recompute:  # the wide projection is recomputed in backward instead of being stored
+            hidden = _LinearGEGLU.apply(self.norm(x), self.w1.weight, self.w1.bias)
+        else:
+            hidden = geglu(self.w1(self.norm(x)))
         return self.w2(self.dropout(hidden))
