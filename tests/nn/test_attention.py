@@ -197,11 +197,12 @@ def test_rotate_and_geglu_gradients():
     torch.testing.assert_close(geglu(h), ref)
 
 
-def test_feedforward_matches_plain_ops_and_grads():
+@pytest.mark.parametrize("recompute", [False, True])
+def test_feedforward_matches_plain_ops_and_grads(recompute):
     from torch_brain.nn import FeedForward
 
     torch.manual_seed(3)
-    ff = FeedForward(6, mult=2).double()
+    ff = FeedForward(6, mult=2, recompute=recompute).double()
     x = torch.randn(2, 5, 6, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(ff, (x,))
     h = ff.w1(ff.norm(x))
