@@ -185,6 +185,21 @@ class _ResumableLoader(DataLoader):
         return None
 
 
+class _UnsizedLoader(DataLoader):
+    """An evaluation DataLoader that does not report a length.
+
+    Used on every rank when the stitching sampler leaves some rank with no window. Lightning
+    skips the whole evaluation loop (epoch hooks included) of a rank whose loader has length 0,
+    so that rank would never join the evaluators' metric reduction and the others would wait
+    forever. A loader without ``__len__`` is iterated until exhausted on every rank (no window:
+    no batch, but the epoch hooks run). It must be unsized on *all* ranks: Lightning sums the
+    loader lengths over ranks (a collective) only when the local loader has a length.
+    """
+
+    def __len__(self) -> int:
+        raise TypeError("this evaluation loader has no length (a rank may hold no window)")
+
+
 class _SeededWindows(torch.utils.data.Dataset):
     """Reads ``(index, seed)``: seeds the augmentations of that window, then loads it."""
 
@@ -475,12 +490,26 @@ class DecodingDataModule(L.LightningDataModule):
         ds = self.dataset(split)
         trainer = getattr(self, "trainer", None)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        if world > 1 and getattr(getattr(trainer, "_accelerator_connector", None),
+                                 "use_distributed_sampler", False):
+            raise ValueError(
+                "DecodingDataModule splits evaluation windows across ranks itself "
+                "(DistributedStitchingFixedWindowSampler), but the Trainer has "
+                "use_distributed_sampler=True, which would split them a second time and lose "
+                "windows; create the Trainer with L.Trainer(..., use_distributed_sampler=False)."
+            )
         sampler = DistributedStitchingFixedWindowSampler(
             sampling_intervals=ds.get_sampling_intervals(), window_length=self.window_length,
             step=self.eval_step, batch_size=self.eval_batch_size, num_replicas=world, rank=rank,
             drop_short=True,
         )
-        return DataLoader(_EvalWindows(ds, self._tokenizer), sampler=sampler,
+        # Some rank without any window (fewer sequences than ranks): every rank gets an unsized
+        # loader so that each one runs the evaluation loop and its hooks (see _UnsizedLoader).
+        # The decision uses windows_per_rank, which is the same on every rank.
+        counts = sampler.windows_per_rank
+        unsized = world > 1 and sum(counts) > 0 and min(counts) == 0
+        loader_cls = _UnsizedLoader if unsized else DataLoader
+        return loader_cls(_EvalWindows(ds, self._tokenizer), sampler=sampler,
                           batch_size=self.eval_batch_size, collate_fn=collate,
                           num_workers=self.num_workers)
 

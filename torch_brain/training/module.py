@@ -12,7 +12,7 @@
 Example:
     >>> dm = DecodingDataModule("data/processed", "configs/datasets/synthetic_reaching.yaml")
     >>> module = NeuralDecoder("poyo_plus", tasks=dm.tasks, model_kwargs={"dim": 64})
-    >>> trainer = L.Trainer(max_steps=600, callbacks=[
+    >>> trainer = L.Trainer(max_steps=600, use_distributed_sampler=False, callbacks=[
     ...     MultiTaskDecodingStitchEvaluator(metrics=dm.get_metrics())])  # doctest: +SKIP
     >>> trainer.fit(module, datamodule=dm)  # doctest: +SKIP
 """
@@ -173,6 +173,12 @@ class NeuralDecoder(L.LightningModule):
         self.normalizer = TargetNormalizer()
         self._compiled: Any = None
         self.collect_predictions = False
+        import torchmetrics
+
+        # val/test loss: a mean over the epoch's windows, reduced across ranks by torchmetrics in
+        # the epoch-end hook, which runs on every rank, also on one that had no evaluation batch
+        # (a per-step ``self.log(..., sync_dist=True)`` would be reduced only by ranks that logged)
+        self._eval_loss = torchmetrics.MeanMetric()
         self.predictions: dict[str, dict[str, dict[str, list[torch.Tensor]]]] = {}
 
     # ---------------------------------------------------------------- setup
@@ -294,7 +300,7 @@ class NeuralDecoder(L.LightningModule):
         output = self(**batch["model_inputs"], unpack_output=False)
         loss, _ = self._loss(batch, output)
         bs = len(batch["session_id"])
-        self.log(f"{stage}_loss", loss, batch_size=bs, sync_dist=True)
+        self._eval_loss.update(loss.detach().float(), weight=bs)
         outputs, targets, _, masks, decoder = self._multitask_view(batch, output)
         sessions = list(batch["session_id"])
         preds: list[dict[str, torch.Tensor]] = [{} for _ in sessions]
@@ -318,6 +324,25 @@ class NeuralDecoder(L.LightningModule):
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
         return self._eval_step(batch, "test")
+
+    def _log_eval_loss(self, stage: str) -> None:
+        import warnings
+
+        with warnings.catch_warnings():
+            # a rank without evaluation windows has no update; its (empty) state still joins
+            warnings.filterwarnings("ignore", message=".*was called before the ``update`` method")
+            loss = self._eval_loss.compute()  # collective: every rank calls it
+        self._eval_loss.reset()
+        if not torch.isnan(loss):  # nan: no evaluation window on any rank
+            # already the same reduced value on every rank; sync_dist=True (a mean of equal
+            # values, called by every rank) only tells Lightning so
+            self.log(f"{stage}_loss", loss, sync_dist=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval_loss("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval_loss("test")
 
     def _collect(self, timestamps: torch.Tensor, preds: list[dict], targets: dict, masks: dict,
                  decoder: torch.Tensor, batch: Mapping[str, Any]) -> None:
