@@ -33,6 +33,8 @@ def test_lagged_by_hand():
         (lambda: RidgeDecoder().predict(np.zeros((2, 2))), ValueError, "not fitted"),
         (lambda: RidgeDecoder().fit(np.zeros((3, 2)), np.zeros((2, 1))), ValueError, "3 bins of counts but 2 target rows"),
         (lambda: KalmanDecoder().predict(np.zeros((2, 2))), ValueError, "not fitted"),
+        (lambda: KalmanDecoder().fit([np.ones((1, 3))], [np.ones((1, 2))]), ValueError,
+         r"at least 2 consecutive bins .* lengths \[1\]"),
         (lambda: RidgeDecoder(alpha=-1), ValueError, "alpha must be >= 0"),
     ],
 )

@@ -186,6 +186,12 @@ class KalmanDecoder:
         """Fits on one or several contiguous segments of (counts (n, n_units), targets (n, d))."""
         xs, ys = _as_segments(counts, "counts"), _as_segments(targets, "targets")
         _check_pairs(xs, ys)
+        if not any(len(y) > 1 for y in ys):
+            raise ValueError(
+                f"KalmanDecoder.fit needs a segment of at least 2 consecutive bins to fit the dynamics, "
+                f"but got segments of lengths {[len(y) for y in ys]}; use longer training intervals or a "
+                "smaller bin_size."
+            )
         prev = np.concatenate([y[:-1] for y in ys if len(y) > 1])
         nxt = np.concatenate([y[1:] for y in ys if len(y) > 1])
         a, self.d = _lstsq_affine(prev, nxt, self.alpha)
