@@ -114,6 +114,13 @@ def test_single_task_metric_factory_and_default_categorical():
     assert isinstance(metric, torchmetrics.classification.MulticlassAccuracy) and metric.num_classes == 8
 
 
+def test_default_categorical_accuracy_is_the_fraction_correct():
+    # imbalanced labels: 3 of 4 correct (0.75), while the per-class mean recall would be 0.5
+    metric = DecodingStitchEvaluator(["a"], modality_spec=MODALITY_REGISTRY[CAT]).metrics["a"][CAT]["accuracy"]
+    metric.update(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 0, 1]))
+    assert float(metric.compute()) == pytest.approx(0.75)
+
+
 def test_checkpoint_monitors_average_val_metric(tmp_path):
     windows = _windows()
 

@@ -539,8 +539,8 @@ class DecodingStitchEvaluator(_StitchEvaluatorBase):
         session_ids: ids of the sessions that will be evaluated.
         modality_spec: the task's :class:`~torch_brain.registry.ModalitySpec`; sets the task name
             in logs (``spec.name``) and the default metric: R² (``r2``) for CONTINUOUS,
-            multiclass accuracy (``accuracy``) for MULTINOMIAL, binary/multilabel accuracy for
-            BINARY/MULTILABEL.
+            multiclass accuracy (``accuracy``, the fraction of correct labels) for MULTINOMIAL,
+            binary/multilabel accuracy for BINARY/MULTILABEL.
         metric_factory: zero-argument callable returning a torchmetrics Metric or a dict
             ``{name: Metric}``, called once per session; overrides the default metric.
         quiet: if True, do not print the per-session table.
@@ -705,7 +705,9 @@ def _default_metric_factory(spec: Any) -> Callable[[], dict[str, torchmetrics.Me
     if kind == "CONTINUOUS":
         return lambda: {"r2": torchmetrics.R2Score()}
     if kind == "MULTINOMIAL":
-        return lambda: {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=dim)}
+        # average="micro": the fraction of correct labels (the class default, "macro", is the
+        # balanced accuracy), as the datamodule's "accuracy" metric
+        return lambda: {"accuracy": torchmetrics.classification.MulticlassAccuracy(num_classes=dim, average="micro")}
     if kind == "BINARY":
         return lambda: {"accuracy": torchmetrics.classification.BinaryAccuracy()}
     if kind == "MULTILABEL":
