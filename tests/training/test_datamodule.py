@@ -1,6 +1,8 @@
 """DecodingDataModule: tasks, per-session metrics, loaders, bad input."""
 
+import numpy as np
 import pytest
+import torch
 import torchmetrics
 
 from tests.training.tiny_synthetic import DATASET_CONFIG
@@ -68,6 +70,17 @@ def test_build_metric():
         build_metric("acuracy", spec)
     with pytest.raises(TypeError, match="metrics entry must be a metric name"):
         build_metric(3, spec)
+
+
+def test_pearson_of_a_2d_task_is_one_number_the_mean_over_dims():
+    # the evaluators log float(metric.compute()): a per-dim vector would be logged as NaN
+    rng = np.random.default_rng(0)
+    pred, target = rng.normal(size=(50, 2)), rng.normal(size=(50, 2))
+    target[:, 0] += pred[:, 0]
+    expected = np.mean([np.corrcoef(pred[:, k], target[:, k])[0, 1] for k in range(2)])
+    name, metric = build_metric("pearson", get_modality("cursor_velocity_2d"))
+    metric.update(torch.tensor(pred, dtype=torch.float32), torch.tensor(target, dtype=torch.float32))
+    assert name == "pearson" and float(metric.compute()) == pytest.approx(expected, abs=1e-5)
 
 
 def test_training_batches_split_across_ranks_and_resume_skips():

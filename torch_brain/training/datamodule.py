@@ -25,6 +25,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+import torchmetrics
 from torch.utils.data import DataLoader
 
 __all__ = ["DEFAULT_METRICS", "DecodingDataModule", "build_metric"]
@@ -38,9 +39,14 @@ DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
 }
 
 
-def _metric_factories() -> dict[str, Callable[[Any], Any]]:
-    import torchmetrics
+class _MeanPearsonCorrCoef(torchmetrics.PearsonCorrCoef):
+    """Pearson correlation averaged over output dims (one number, like ``R2Score``'s default)."""
 
+    def compute(self) -> torch.Tensor:
+        return super().compute().mean()
+
+
+def _metric_factories() -> dict[str, Callable[[Any], Any]]:
     def cls_task(spec: Any) -> dict[str, Any]:
         kind = spec.type.name
         if kind == "MULTINOMIAL":
@@ -53,7 +59,7 @@ def _metric_factories() -> dict[str, Callable[[Any], Any]]:
         "r2": lambda spec: torchmetrics.R2Score(),  # multi-output: uniform average over dims
         "mse": lambda spec: torchmetrics.MeanSquaredError(),
         "mae": lambda spec: torchmetrics.MeanAbsoluteError(),
-        "pearson": lambda spec: torchmetrics.PearsonCorrCoef(num_outputs=spec.dim),
+        "pearson": lambda spec: _MeanPearsonCorrCoef(num_outputs=spec.dim),  # multi-output: mean over dims
         "accuracy": lambda spec: torchmetrics.Accuracy(**cls_task(spec)),
         "balanced_accuracy": lambda spec: torchmetrics.Accuracy(average="macro", **cls_task(spec)),
         "f1": lambda spec: torchmetrics.F1Score(average="macro", **cls_task(spec)),
