@@ -231,6 +231,7 @@ def test_compose_order_and_final_dict():
     [
         (lambda: UnitDropout(min_units=50, mode_units=20, max_units=30), ValueError, "min_units <= mode_units"),
         (lambda: UnitDropout(min_units=1.5), TypeError, "min_units must be a non-negative int"),
+        (lambda: UnitDropout(min_units=-1), ValueError, "min_units must be a non-negative int, got -1"),
         (lambda: UnitDropout(field="spikes.x"), ValueError, "top-level unit-indexed series"),
         (lambda: UnitFilter("(["), ValueError, "not a valid regular expression"),
         (lambda: UnitFilter(3), TypeError, "keep must be a callable"),

@@ -52,8 +52,10 @@ class UnitDropout(_RandomMixin):
     ) -> None:
         who = "UnitDropout"
         for name, v in (("min_units", min_units), ("mode_units", mode_units), ("max_units", max_units)):
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 0:
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)):
                 raise TypeError(f"{who}: {name} must be a non-negative int, got {v!r}.")
+            if v < 0:
+                raise ValueError(f"{who}: {name} must be a non-negative int, got {v!r}.")
         if not min_units <= mode_units <= max_units or min_units == max_units:
             raise ValueError(
                 f"{who}: expected min_units <= mode_units <= max_units with min_units < max_units, got "
