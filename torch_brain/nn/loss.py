@@ -51,6 +51,20 @@ def _check_batch(name: str, pred: Tensor, target: Tensor) -> None:
         )
 
 
+def _target_like(pred: Tensor, target: Tensor, name: str) -> Tensor:
+    """``target`` as a tensor of ``pred``'s shape (reshaped when only the layout differs, e.g. (N,)
+    for (N, 1)); raises ValueError naming the loss when the sizes differ."""
+    target = torch.as_tensor(target, device=pred.device)
+    if target.shape != pred.shape and target.numel() == pred.numel():
+        target = target.reshape(pred.shape)
+    if target.shape != pred.shape:
+        raise ValueError(
+            f"{name}: pred and target must have the same shape, but got {tuple(pred.shape)} and "
+            f"{tuple(target.shape)}; check the readout spec's dim."
+        )
+    return target
+
+
 class MSELoss(nn.Module):
     """Mean squared error, averaged over output dims, weighted mean over samples.
 
@@ -58,14 +72,7 @@ class MSELoss(nn.Module):
     """
 
     def forward(self, pred: Tensor, target: Tensor, weights: Tensor | None = None) -> Tensor:
-        target = torch.as_tensor(target, device=pred.device)
-        if target.shape != pred.shape and target.numel() == pred.numel():
-            target = target.reshape(pred.shape)
-        if target.shape != pred.shape:
-            raise ValueError(
-                f"MSELoss: pred and target must have the same shape, but got {tuple(pred.shape)} and "
-                f"{tuple(target.shape)}; check the readout spec's dim."
-            )
+        target = _target_like(pred, target, "MSELoss")
         err = (pred - target.to(pred.dtype)) ** 2  # (N, D)
         per_sample = err.reshape(err.shape[0], -1).mean(dim=1) if err.ndim > 1 else err
         return weighted_mean(per_sample, weights)
@@ -103,14 +110,7 @@ class BCEWithLogitsLoss(nn.Module):
     """
 
     def forward(self, pred: Tensor, target: Tensor, weights: Tensor | None = None) -> Tensor:
-        target = torch.as_tensor(target, device=pred.device)
-        if target.shape != pred.shape and target.numel() == pred.numel():
-            target = target.reshape(pred.shape)
-        if target.shape != pred.shape:
-            raise ValueError(
-                f"BCEWithLogitsLoss: pred and target must have the same shape, but got "
-                f"{tuple(pred.shape)} and {tuple(target.shape)}."
-            )
+        target = _target_like(pred, target, "BCEWithLogitsLoss")
         loss = F.binary_cross_entropy_with_logits(pred, target.to(pred.dtype), reduction="none")
         per_sample = loss.reshape(loss.shape[0], -1).mean(dim=1) if loss.ndim > 1 else loss
         return weighted_mean(per_sample, weights)
