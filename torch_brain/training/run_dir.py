@@ -34,14 +34,15 @@ __all__ = [
 ]
 
 
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Writes ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+def _atomic_write(path: str | Path, mode: str, write: Any) -> None:
+    """Calls ``write(file)`` on a temporary file next to ``path`` (opened with ``mode``), fsyncs,
+    then renames it to ``path``; on any error the temporary file is removed."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -49,6 +50,11 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Writes ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    _atomic_write(path, "w", lambda f: f.write(text))
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
@@ -60,19 +66,7 @@ class AtomicCheckpointIO(TorchCheckpointIO):
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path,
                         storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                torch.save(checkpoint, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        _atomic_write(path, "wb", lambda f: torch.save(checkpoint, f))
 
 
 def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
