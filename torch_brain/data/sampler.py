@@ -261,7 +261,9 @@ class SequentialFixedWindowSampler(torch.utils.data.Sampler):
     """Windows stepping through every interval in order (recordings sorted by id).
 
     Windows start at the interval start and advance by ``step``; if the last one stops short of
-    the interval end, one more window aligned to the end is added, so every timestamp is covered.
+    the interval end, one more window aligned to the end is added. With ``step <= window_length``
+    every timestamp is covered; a larger ``step`` deliberately leaves gaps between windows
+    (sparse evaluation), so use ``step <= window_length`` when predictions are to be stitched.
 
     Args:
         sampling_intervals: ``{recording_id: Interval}``.

@@ -38,9 +38,8 @@ def weighted_mean(per_sample: Tensor, weights: Tensor | None) -> Tensor:
     weights = weights.to(per_sample.dtype)
     total = weights.sum()
     weighted = (per_sample * weights).sum()
-    if bool(total > 0):
-        return weighted / total
-    return weighted * 0.0
+    # no host sync (this runs every step on GPU): divide by 1 where all weights are zero
+    return torch.where(total > 0, weighted / total.clamp_min(torch.finfo(total.dtype).tiny), weighted * 0.0)
 
 
 def _check_batch(name: str, pred: Tensor, target: Tensor) -> None:
