@@ -75,6 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--out", default="runs/bench_accuracy_synthetic")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-ridge", action="store_true")
+    parser.add_argument("--velocity-weight", type=float, default=1.0,
+                        help="multiply the cursor-velocity sample weights (task balance)")
     args = parser.parse_args(argv)
 
     torch.set_num_threads(args.threads)
@@ -90,6 +92,9 @@ def main(argv: list[str] | None = None) -> dict:
     cfg["trainer"]["enable_progress_bar"] = False
     cfg["logging"]["plots"] = False
     cfg = apply_overrides(cfg, args.set)
+    for entry in cfg["data"]["config"][0]["config"]["multitask_readout"]:
+        if entry["readout_id"] == "cursor_velocity_2d" and args.velocity_weight != 1.0:
+            entry["weights"] = {k: v * args.velocity_weight for k, v in entry["weights"].items()}
     steps = int(cfg["trainer"]["max_steps"])
     eval_at = ([int(s) for s in args.eval_at.split(",")] if args.eval_at
                else sorted({max(1, round(steps * k / 6)) for k in range(1, 7)}))
@@ -109,7 +114,8 @@ def main(argv: list[str] | None = None) -> dict:
                       "r2": round(_mean(res["sessions"], "cursor_velocity_2d"), 4),
                       "acc": round(_mean(res["sessions"], "reach_direction"), 4)})
         print(json.dumps(curve[-1]), flush=True)
-    result: dict = {"benchmark": "accuracy_synthetic", "overrides": args.set, "steps": steps,
+    result: dict = {"benchmark": "accuracy_synthetic", "overrides": args.set,
+                    "velocity_weight": args.velocity_weight, "steps": steps,
                     "batch_size": cfg["data"]["batch_size"], "threads": args.threads,
                     "fit_wall_s": round(fit_s, 1), "curve": curve}
     reached = [c for c in curve if c["r2"] >= REFERENCE_R2]

@@ -38,10 +38,10 @@ REPO = Path(__file__).resolve().parents[2]
 TRAIN_CONFIG = REPO / "configs" / "datasets" / "synthetic_reaching.yaml"
 HELDOUT_CONFIG = REPO / "configs" / "datasets" / "synthetic_reaching_heldout.yaml"
 TASKS = ["cursor_velocity_2d", "reach_direction"]
-OPTIMIZER = {"name": "sparse_lamb", "lr": 4e-3, "weight_decay": 1e-4}
+OPTIMIZER = {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4}
 SCHEDULER = {"name": "warmup_cosine", "warmup_fraction": 0.1, "final_factor": 0.01}
 MODEL = {"dim": 64, "depth": 2, "dim_head": 32, "cross_heads": 2, "self_heads": 4,
-         "latent_step": 0.125, "num_latents_per_step": 16, "ffn_dropout": 0.1, "lin_dropout": 0.2}
+         "latent_step": 0.125, "num_latents_per_step": 16, "ffn_dropout": 0.0, "lin_dropout": 0.0}
 
 
 def pretrain(root: Path, out: Path, steps: int, batch_size: int) -> Path:

@@ -41,7 +41,7 @@ _VEL, _DIR = "cursor_velocity_2d", "reach_direction"
 DEMO_SETTINGS: dict[str, dict[str, Any]] = {
     "full": {
         "data": {"n_sessions": 4, "n_subjects": 2, "minutes": 10.0, "n_units": 100},
-        "steps": 600,
+        "steps": 800,
         "unit_identification_steps": 100,
         "finetune_steps": 200,
         "batch_size": 32,
@@ -107,7 +107,7 @@ def demo_config(root: str | Path, *, fast: bool = False, seed: int = 0) -> dict[
             "window_length": 1.0,
             "batch_size": s["batch_size"],
             "eval_batch_size": 64,
-            "unit_dropout": {"min_units": 20, "mode_units": 80},
+            "unit_dropout": None,
         },
         "model": {
             "name": "poyo_plus",
@@ -118,12 +118,12 @@ def demo_config(root: str | Path, *, fast: bool = False, seed: int = 0) -> dict[
             "self_heads": 4,
             "latent_step": 0.125,
             "num_latents_per_step": 16,
-            "ffn_dropout": 0.1,
-            "lin_dropout": 0.2,
+            "ffn_dropout": 0.0,
+            "lin_dropout": 0.0,
             "atn_dropout": 0.0,
         },
         "normalization": {"mode": "per_session"},
-        "optimizer": {"name": "sparse_lamb", "lr": 4e-3, "weight_decay": 1e-4},
+        "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
         "scheduler": {"name": "warmup_cosine", "warmup_fraction": 0.1, "final_factor": 0.01},
         "trainer": {
             "max_steps": s["steps"],
