@@ -18,7 +18,7 @@ def test_yaml_merge_and_overrides(tmp_path):
     assert cfg["name"] == "demo"
     assert cfg["trainer"]["max_steps"] == 100
     assert cfg["model"]["dim"] == 32 and cfg["model"]["depth"] == DEFAULT_CONFIG["model"]["depth"]
-    assert cfg["optimizer"] == {"name": "sparse_lamb", "lr": 0.001, "weight_decay": 1e-4}
+    assert cfg["optimizer"] == {"name": "adamw", "lr": 0.001, "weight_decay": 1e-4}
     assert cfg["data"]["tasks"] == ["a", "b"]
     assert cfg["trainer"]["gradient_clip_val"] is None and cfg["trainer"]["deterministic"] is True
 
@@ -32,7 +32,7 @@ def test_base_inheritance(tmp_path):
 
 def test_switching_optimizer_or_schedule_drops_stale_options():
     cfg = load_config(None, ["optimizer.name=sgd", "scheduler.name=cosine"])
-    assert cfg["optimizer"] == {"name": "sgd", "lr": 4e-3, "weight_decay": 1e-4}
+    assert cfg["optimizer"] == {"name": "sgd", "lr": 2e-3, "weight_decay": 1e-4}
     assert cfg["scheduler"] == {"name": "cosine"}
     cfg = load_config({"scheduler": {"name": "step", "step_size": 3}})
     assert cfg["scheduler"] == {"name": "step", "step_size": 3}

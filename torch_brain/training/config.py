@@ -59,14 +59,17 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "self_heads": 8,
         "latent_step": 0.125,
         "num_latents_per_step": 16,
-        "ffn_dropout": 0.2,
-        "lin_dropout": 0.4,
+        "ffn_dropout": 0.0,
+        "lin_dropout": 0.0,
         "atn_dropout": 0.0,
     },
     "normalization": {
         "mode": "per_session",  # per_session | global | none
     },
-    "optimizer": {"name": "sparse_lamb", "lr": 4e-3, "weight_decay": 1e-4},
+    # the recipe measured in benchmarks/RESULTS.md ("Accuracy and recipes"): on a CPU budget AdamW
+    # 2e-3 with warm-up + cosine and no dropout leaves the initial plateau much sooner than
+    # SparseLamb 4e-3 (test R² 0.80 vs 0.60 after 600 steps on the synthetic set)
+    "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
     "scheduler": {"name": "warmup_cosine", "warmup_fraction": 0.1, "final_factor": 0.01},
     "trainer": {
         "max_steps": 600,
