@@ -11,13 +11,13 @@ from torch_brain.training.normalization import TargetNormalizer, compute_target_
 class _FakeDataset:
     """Two sessions with known cursor velocity; the training split is part of each."""
 
-    def __init__(self):
+    def __init__(self, offset: float = 0.0, scale: float = 1.0):
         from torch_brain.data import Data, Interval, RegularTimeSeries
 
         rng = np.random.default_rng(0)
         self.recordings, self.intervals, self.raw = {}, {}, {}
         for k, sid in enumerate(["b/s0", "b/s1"]):
-            vel = rng.normal(loc=[k, -k], scale=[1 + k, 2], size=(1000, 2))
+            vel = offset + scale * rng.normal(loc=[k, -k], scale=[1 + k, 2], size=(1000, 2))
             self.recordings[sid] = Data(cursor=RegularTimeSeries(sampling_rate=100.0, vel=vel),
                                         domain="auto")
             self.intervals[sid] = Interval(np.array([0.0, 6.0]), np.array([3.0, 8.0]))
@@ -55,6 +55,16 @@ def test_per_session_and_global_statistics():
     assert compute_target_stats(ds, _specs(), mode="none")["tasks"] == {}
     with pytest.raises(ValueError, match="normalization.mode must be one of global, none, per_session"):
         compute_target_stats(ds, _specs(), mode="session")
+
+
+def test_statistics_stay_exact_when_the_mean_dwarfs_the_spread():
+    # e.g. absolute positions far from the origin: E[x²] - E[x]² cancels catastrophically here
+    ds = _FakeDataset(offset=1e6, scale=1e-3)
+    entry = compute_target_stats(ds, _specs(), mode="per_session")["tasks"]["cursor_velocity_2d"]
+    for sid, raw in ds.raw.items():
+        np.testing.assert_allclose(entry["sessions"][sid]["std"], raw.std(0), rtol=1e-6)
+    pooled = np.concatenate(list(ds.raw.values()))
+    np.testing.assert_allclose(entry["global"]["std"], pooled.std(0), rtol=1e-6)
 
 
 def test_normalize_denormalize_round_trip_and_unknown_session():

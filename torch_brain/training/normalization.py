@@ -84,15 +84,16 @@ def compute_target_stats(
             values = values.reshape(len(values), -1)[_inside(ts, starts, ends)]
             values = values[np.all(np.isfinite(values), axis=1)]
             if len(values):
-                sums[name][rid] = [len(values), values.sum(0), (values**2).sum(0)]
+                mean = values.mean(0)
+                sums[name][rid] = (len(values), mean, ((values - mean) ** 2).sum(0))
     for name, per_session in sums.items():
         if not per_session:
             continue
         entry: dict[str, Any] = {"sessions": {}}
-        total = [0, 0.0, 0.0]
-        for rid, (n, s, ss) in per_session.items():
-            entry["sessions"][rid] = _mean_std(n, s, ss)
-            total = [total[0] + n, total[1] + s, total[2] + ss]
+        total = None
+        for rid, moments in per_session.items():
+            entry["sessions"][rid] = _mean_std(*moments)
+            total = moments if total is None else _combine(total, moments)
         entry["global"] = _mean_std(*total)
         if mode == "global":
             entry["sessions"] = {}
@@ -103,10 +104,17 @@ def compute_target_stats(
     return stats
 
 
-def _mean_std(n: int, s: np.ndarray, ss: np.ndarray) -> dict[str, list[float]]:
-    mean = s / n
-    var = np.maximum(ss / n - mean**2, 0.0)
-    std = np.sqrt(var)
+def _combine(a: tuple, b: tuple) -> tuple:
+    """Pool two ``(count, mean, sum of squared deviations)`` moments (Chan et al.'s update), which
+    stays exact when the mean is large next to the spread (unlike E[x²] - E[x]²)."""
+    (na, ma, m2a), (nb, mb, m2b) = a, b
+    n = na + nb
+    delta = mb - ma
+    return n, ma + delta * (nb / n), m2a + m2b + delta**2 * (na * nb / n)
+
+
+def _mean_std(n: int, mean: np.ndarray, m2: np.ndarray) -> dict[str, list[float]]:
+    std = np.sqrt(m2 / n)
     std = np.where(std < _MIN_STD, 1.0, std)
     return {"mean": mean.tolist(), "std": std.tolist()}
 
