@@ -124,7 +124,7 @@ def _check_precision(trainer_cfg: Mapping[str, Any]) -> str:
     return precision
 
 
-class FinalValidation(L.Callback):
+class _FinalValidation(L.Callback):
     """Validates (and so checkpoints and records) the model of the very last training step.
 
     Lightning validates at epoch ends; a run stopped by ``max_steps`` mid-epoch would otherwise
@@ -180,7 +180,7 @@ def build_trainer(
                                      min_delta=float(es["min_delta"]), check_on_train_epoch_end=False))
         cbs.append(HistoryCallback(run_dir / "history.json"))
         if evaluating:
-            cbs.append(FinalValidation())
+            cbs.append(_FinalValidation())
     cbs.extend(callbacks)
     kwargs: dict[str, Any] = {
         "max_steps": int(max_steps if max_steps is not None else t["max_steps"]),
