@@ -1,5 +1,7 @@
 """stitch() against a pandas groupby reference (mean for floats, mode with ties -> smallest class)."""
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -178,3 +180,100 @@ def test_stitch_block_boundaries_large(monkeypatch, order):
         t = t[rng.permutation(len(t))]
     _check(torch.from_numpy(t), torch.from_numpy(rng.normal(size=(len(t), 2)).astype(np.float32)), "numpy")
     _check(torch.from_numpy(t), torch.from_numpy(rng.integers(0, 3, len(t))), "numpy")
+
+
+@contextlib.contextmanager
+def _forced_split(split_at: int):
+    """Make the NumPy pipeline cut every input of at least ``split_at`` rows into two halves
+    pooled on two threads, however much the halves' timestamps overlap."""
+    from torch_brain.utils import _pooling
+
+    saved = (_pooling._SPLIT, _pooling._SPLIT_ZONE, _pooling._SAMPLE, torch.get_num_threads())
+    _pooling._SPLIT, _pooling._SPLIT_ZONE, _pooling._SAMPLE = split_at, 0, 1
+    torch.set_num_threads(2)
+    try:
+        yield
+    finally:
+        _pooling._SPLIT, _pooling._SPLIT_ZONE, _pooling._SAMPLE = saved[:3]
+        torch.set_num_threads(saved[3])
+
+
+@settings(max_examples=150, deadline=None)
+@given(_inputs(), st.sampled_from([2, 5, 16]))
+def test_stitch_two_halves(inputs, split_at):
+    # halves whose timestamps overlap anywhere (the zone) must pool as one call would
+    with _forced_split(split_at):
+        _check(*inputs, backend="numpy")
+
+
+@pytest.mark.parametrize("order", ["sorted", "windows", "shuffled", "deep_overlap"])
+def test_stitch_two_halves_equal_one_call(order):
+    from torch_brain.utils import _pooling
+
+    rng = np.random.default_rng(5)
+    step = 10 if order == "deep_overlap" else 50
+    t = ((np.arange(300)[:, None] * step + np.arange(100)[None, :]) / 100.0).ravel()
+    if order == "sorted":
+        t = np.sort(t)
+    elif order == "shuffled":
+        t = t[rng.permutation(len(t))]
+    t = torch.from_numpy(t)
+    for values in (torch.from_numpy(rng.normal(size=(len(t), 2)).astype(np.float32)),
+                   torch.from_numpy(rng.integers(0, 4, len(t)))):
+        _check(t, values, "numpy")
+        with _forced_split(1000):
+            unique, pooled = stitch(t, values)
+        acc = None if values.dtype == torch.long else np.dtype(np.float32)
+        unique_1, pooled_1 = _pooling._np_pool_serial(t.numpy(), values.numpy(), acc)
+        # bit for bit: the zone's rows are pooled in the order one call would pool them
+        np.testing.assert_array_equal(unique.numpy(), unique_1)
+        np.testing.assert_array_equal(pooled.numpy(), pooled_1)
+
+
+def test_stitch_large_window_order_uses_two_threads():
+    # above the real threshold, with the real zone estimate
+    from torch_brain.utils import _pooling
+
+    n = 2 * _pooling._SPLIT + 123
+    t = ((np.arange(n // 100 + 1)[:, None] * 50 + np.arange(100)[None, :]) / 100.0).ravel()[:n]
+    rng = np.random.default_rng(6)
+    values = rng.normal(size=(n, 2)).astype(np.float32)
+    labels = rng.integers(0, 8, n)
+    calls = []
+    real = _pooling._np_fill
+    _pooling._np_fill = lambda *a, **k: calls.append(1) or real(*a, **k)
+    try:
+        with contextlib.ExitStack() as stack:
+            previous = torch.get_num_threads()
+            torch.set_num_threads(2)
+            stack.callback(torch.set_num_threads, previous)
+            _check(torch.from_numpy(t), torch.from_numpy(values))
+            _check(torch.from_numpy(t), torch.from_numpy(labels))
+    finally:
+        _pooling._np_fill = real
+    assert len(calls) >= 4  # each call filled its halves separately (plus the zone)
+
+
+def _stitch_in_child(queue):
+    t = torch.arange(4000, dtype=torch.float64).repeat(2)
+    unique, pooled = stitch(t, torch.ones(8000, 1))
+    queue.put((unique.shape[0], float(pooled.sum())))
+
+
+def test_stitch_threads_after_fork():
+    # a forked child (e.g. a DataLoader worker) must not reuse the parent's dead thread pool
+    import multiprocessing as mp
+
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("needs fork")
+    with _forced_split(1000):
+        stitch(torch.arange(4000, dtype=torch.float64), torch.ones(4000, 1))  # creates the pool
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_stitch_in_child, args=(queue,))
+        child.start()
+        child.join(60)
+        if child.is_alive():
+            child.kill()
+            pytest.fail("stitch hung in a forked child")
+        assert queue.get(timeout=5) == (4000, 4000.0)

@@ -14,12 +14,20 @@ CUDA tensors (and small CPU inputs, where per-call overhead dominates).
 When the largest segment holds only a few rows (``K`` = number of windows overlapping a
 timestamp, 2 for 50 % overlap), a segment reduction is done as ``K`` gathers over the segment
 starts instead of a scatter over all rows; this is both faster and exact.
+
+NumPy runs on one core. Large inputs whose rows come roughly in time order (what an evaluator
+receives) are cut into two halves by position, stitched on two threads (NumPy releases the GIL in
+its kernels), and joined: only the timestamps that both halves hold (the *overlap zone*, one or
+two windows' worth) are pooled again from their raw rows.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,6 +44,23 @@ _RUN_LENGTH = 8
 _DENSE_VOTE_CELLS = 64
 # rows per block in the NumPy pipeline: block temporaries stay in cache and are never page-faulted
 _CHUNK = 1 << 16
+# inputs with at least this many rows are stitched as two halves on two threads ...
+_SPLIT = 1 << 19
+# ... unless more than 1 / _SPLIT_ZONE of the rows fall in the timestamps both halves hold
+_SPLIT_ZONE = 16
+# (estimated from every _SAMPLE-th row)
+_SAMPLE = 512
+
+_pool: tuple[int, ThreadPoolExecutor] | None = None
+
+
+def _two_threads() -> ThreadPoolExecutor:
+    """A pool of two worker threads, created on first use in each process (a forked child, such
+    as a DataLoader worker, does not inherit its parent's threads)."""
+    global _pool
+    if _pool is None or _pool[0] != os.getpid():
+        _pool = (os.getpid(), ThreadPoolExecutor(max_workers=2, thread_name_prefix="torch_brain_stitch"))
+    return _pool[1]
 
 
 @contextlib.contextmanager
@@ -91,16 +116,15 @@ def _sortable_integers(keys: np.ndarray) -> np.ndarray:
     return flipped.astype(np.int64, copy=False)
 
 
-def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, int]:
-    """Sorted-order positions (U,) where a run of equal keys starts, the distinct keys (U,) and
-    the longest run length.
+def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, int]:
+    """Sorted-order positions (U,) where a run of equal keys starts, and the longest run length.
 
-    Works block by block, so that no (N,)-sized temporary is created: the results are written
-    into (N,) buffers, of which only the first U entries are ever touched (and so paged in),
+    Works block by block, so that no (N,)-sized temporary is created: the starts are written
+    into an (N,) buffer, of which only the first U entries are ever touched (and so paged in),
     then shrunk to U.
     """
     n = keys.shape[0]
-    starts, unique = np.empty(n, dtype=np.int64), np.empty(n, dtype=keys.dtype)
+    starts = np.empty(n, dtype=np.int64)
     n_runs, longest, previous = 0, 1, None
     for a in range(0, n, _CHUNK):
         b = min(a + _CHUNK, n)
@@ -111,7 +135,6 @@ def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, n
         idx = np.flatnonzero(change)
         m = idx.shape[0]
         if m:
-            unique[n_runs : n_runs + m] = chunk[idx]
             idx += a
             if n_runs:
                 longest = max(longest, int(idx[0] - starts[n_runs - 1]))
@@ -121,10 +144,9 @@ def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, n
             n_runs += m
         previous = chunk[-1]
     longest = max(longest, n - int(starts[n_runs - 1]))
-    # shrink the buffers in place (no views of them exist; large ones are remapped, not copied)
+    # shrink the buffer in place (no views of it exist; a large one is remapped, not copied)
     starts.resize(n_runs, refcheck=False)
-    unique.resize(n_runs, refcheck=False)
-    return starts, unique, longest
+    return starts, longest
 
 
 def _chunk_lengths(starts: np.ndarray, a: int, b: int, n: int) -> np.ndarray:
@@ -159,68 +181,98 @@ def _zero_rows(rows: np.ndarray, keep: np.ndarray) -> None:
         rows[~keep] = 0
 
 
-def _np_mean_by_runs(values: np.ndarray, perm: np.ndarray | None, starts: np.ndarray, longest: int,
-                     acc: np.dtype, divide: bool = True) -> np.ndarray:
-    """Per-run means (U, F) in dtype ``acc`` of ``values`` (N, F), runs given in sorted order
-    (sums if ``divide`` is False)."""
-    n, n_runs = values.shape[0], starts.shape[0]
-    if longest > _MAX_PASSES:  # deep overlap: one gather of everything, then a segmented sum
-        ordered = values if perm is None else np.take(values, perm, axis=0)
-        sums = np.add.reduceat(ordered.astype(acc, copy=False), starts, axis=0)
-        if divide:
-            sums /= np.diff(starts, append=n).astype(acc)[:, None]
-        return sums
-    out = np.empty((n_runs, values.shape[1]), dtype=acc)
-    for a in range(0, n_runs, _CHUNK):
-        b = min(a + _CHUNK, n_runs)
-        first = starts[a:b]
-        lengths = _chunk_lengths(starts, a, b, n)
-        block = out[a:b]
-        _np_take_rows(values, first if perm is None else perm[first], out=block)
-        position = np.empty_like(first)
-        has_row = np.empty(b - a, dtype=bool)
-        for offset in range(1, longest):
-            # add each run's offset-th row where the run has one (zero the others first:
-            # a 1-D mask on whole-row words is far cheaper than a broadcast `where=`)
-            np.add(first, offset, out=position)
-            np.minimum(position, n - 1, out=position)
-            np.greater(lengths, offset, out=has_row)
-            rows = _np_take_rows(values, position if perm is None else perm[position])
-            _zero_rows(rows, has_row)
-            np.add(block, rows, out=block)
-        if divide and longest > 1:
-            block *= (1.0 / lengths).astype(acc)[:, None]
-    return out
+class _Runs(NamedTuple):
+    """Rows of one key array grouped into runs of equal keys (see :func:`_np_runs`)."""
+
+    perm: np.ndarray | None  # stable sorting permutation, None when already sorted
+    starts: np.ndarray  # (U,) sorted-order position where each run starts
+    longest: int  # longest run
 
 
-def _np_mode_by_runs(labels: np.ndarray, perm: np.ndarray | None, starts: np.ndarray, longest: int) -> np.ndarray:
-    """Per-run most frequent label (U,), ties going to the smallest label."""
-    n, n_runs = labels.shape[0], starts.shape[0]
-    if longest > _MAX_PASSES:
-        ordered = labels if perm is None else labels[perm]
-        lengths = np.diff(starts, append=n)
-        return _mode_by_segment_np(np.repeat(np.arange(n_runs), lengths), ordered, n_runs)
-    out = np.empty(n_runs, dtype=labels.dtype)
-    for a in range(0, n_runs, _CHUNK):
-        b = min(a + _CHUNK, n_runs)
-        first = starts[a:b]
-        lengths = _chunk_lengths(starts, a, b, n)
-        # column j: the j-th label of each run (clipped past the run's end; masked by `valid`)
-        columns = []
-        for j in range(longest):
-            position = np.minimum(first + j, n - 1)
-            columns.append(labels[position if perm is None else perm[position]])
-        valid = [lengths > j for j in range(longest)]
-        best_label, best_votes = columns[0], np.zeros(b - a, dtype=np.int16)
-        for j in range(longest):
-            votes = np.zeros(b - a, dtype=np.int16)
-            for k in range(longest):
-                votes += valid[k] & (columns[k] == columns[j])
-            better = valid[j] & ((votes > best_votes) | ((votes == best_votes) & (columns[j] < best_label)))
-            best_label = np.where(better, columns[j], best_label)
-            best_votes = np.where(better, votes, best_votes)
-        out[a:b] = best_label
-    return out
+def _np_runs(keys: np.ndarray) -> _Runs:
+    perm = _np_order(keys)
+    return _Runs(perm, *_np_starts(keys, perm))
+
+
+def _np_mean_chunk(values: np.ndarray, perm: np.ndarray | None, first: np.ndarray, first_rows: np.ndarray,
+                   lengths: np.ndarray, longest: int, out: np.ndarray, divide: bool) -> None:
+    """Write the mean (the sum if not ``divide``) of ``values`` (N, F) over each of a block of
+    runs into ``out`` (R, F); runs start at sorted positions ``first`` (R,), i.e. at rows
+    ``first_rows``, and hold ``lengths`` (R,) rows, at most ``longest``."""
+    n = values.shape[0]
+    _np_take_rows(values, first_rows, out=out)
+    if longest == 1:
+        return
+    if longest == 2 and divide and out.dtype == values.dtype:
+        # x + (y - x) / 2, with y = x for single-row runs: exactly x there, no mask needed
+        second = first + (lengths > 1)
+        y = _np_take_rows(values, second if perm is None else perm[second])
+        np.subtract(y, out, out=y)
+        y *= 0.5
+        out += y
+        return
+    position = np.empty_like(first)
+    has_row = np.empty(first.shape[0], dtype=bool)
+    for offset in range(1, longest):
+        # add each run's offset-th row where the run has one (zero the others first:
+        # a 1-D mask on whole-row words is far cheaper than a broadcast `where=`)
+        np.add(first, offset, out=position)
+        np.minimum(position, n - 1, out=position)
+        np.greater(lengths, offset, out=has_row)
+        rows = _np_take_rows(values, position if perm is None else perm[position])
+        _zero_rows(rows, has_row)
+        np.add(out, rows, out=out)
+    if divide:
+        out *= (1.0 / lengths).astype(out.dtype)[:, None]
+
+
+def _np_mode_chunk(labels: np.ndarray, perm: np.ndarray | None, first: np.ndarray, first_rows: np.ndarray,
+                   lengths: np.ndarray, longest: int, out: np.ndarray) -> None:
+    """Write the most frequent label (the smallest on ties) of each of a block of runs into
+    ``out`` (R,); arguments as in :func:`_np_mean_chunk`."""
+    n = labels.shape[0]
+    if longest <= 2:
+        # one or two votes: equal labels win, a 1-1 tie goes to the smaller label; either way the
+        # minimum (single-row runs are compared with themselves)
+        second = first + (lengths > 1)
+        np.minimum(labels[first_rows], labels[second if perm is None else perm[second]], out=out)
+        return
+    # column j: the j-th label of each run (clipped past the run's end; masked by `valid`)
+    columns = []
+    for j in range(longest):
+        position = np.minimum(first + j, n - 1)
+        columns.append(labels[position if perm is None else perm[position]])
+    valid = [lengths > j for j in range(longest)]
+    best_label, best_votes = columns[0], np.zeros(first.shape[0], dtype=np.int16)
+    for j in range(longest):
+        votes = np.zeros(first.shape[0], dtype=np.int16)
+        for k in range(longest):
+            votes += valid[k] & (columns[k] == columns[j])
+        better = valid[j] & ((votes > best_votes) | ((votes == best_votes) & (columns[j] < best_label)))
+        best_label = np.where(better, columns[j], best_label)
+        best_votes = np.where(better, votes, best_votes)
+    out[:] = best_label
+
+
+def _np_fill_deep(keys: np.ndarray, values: np.ndarray, runs: _Runs, span: tuple[int, int], unique: np.ndarray,
+                  pooled: np.ndarray, divide: bool) -> None:
+    """:func:`_np_fill` for runs longer than ``_MAX_PASSES`` rows (deep overlap): one gather of
+    the span in sorted order, then a segmented sum or vote."""
+    perm, starts, _ = runs
+    r0, r1 = span
+    n = keys.shape[0]
+    lo = int(starts[r0])
+    hi = int(starts[r1]) if r1 < starts.shape[0] else n
+    rows = np.arange(lo, hi) if perm is None else perm[lo:hi]
+    offsets = starts[r0:r1] - lo
+    unique[:] = keys[rows[offsets]]
+    lengths = np.diff(offsets, append=hi - lo)
+    if values.ndim == 1:
+        pooled[:] = _mode_by_segment_np(np.repeat(np.arange(r1 - r0), lengths), values[rows], r1 - r0)
+        return
+    np.add.reduceat(np.take(values, rows, axis=0).astype(pooled.dtype, copy=False), offsets, axis=0, out=pooled)
+    if divide:
+        pooled /= lengths.astype(pooled.dtype)[:, None]
 
 
 def _mode_by_segment_np(seg_id: np.ndarray, labels: np.ndarray, n_seg: int) -> np.ndarray:
@@ -245,18 +297,136 @@ def _mode_by_segment_np(seg_id: np.ndarray, labels: np.ndarray, n_seg: int) -> n
     return run_lab[key][best]
 
 
+def _np_fill(keys: np.ndarray, values: np.ndarray, runs: _Runs, span: tuple[int, int], unique: np.ndarray,
+             pooled: np.ndarray, divide: bool) -> None:
+    """Write the keys and pooled values of runs span[0]..span[1]-1 into ``unique`` and ``pooled``:
+    means (sums if not ``divide``) of float rows (N, F), or modes of (N,) integer labels."""
+    perm, starts, longest = runs
+    r0, r1 = span
+    if r1 <= r0:
+        return
+    if longest > _MAX_PASSES:
+        _np_fill_deep(keys, values, runs, span, unique, pooled, divide)
+        return
+    n = keys.shape[0]
+    for a in range(r0, r1, _CHUNK):
+        b = min(a + _CHUNK, r1)
+        first = starts[a:b]
+        first_rows = first if perm is None else perm[first]
+        lengths = _chunk_lengths(starts, a, b, n)
+        np.take(keys, first_rows, out=unique[a - r0 : b - r0])
+        if values.ndim == 1:
+            _np_mode_chunk(values, perm, first, first_rows, lengths, longest, pooled[a - r0 : b - r0])
+        else:
+            _np_mean_chunk(values, perm, first, first_rows, lengths, longest, pooled[a - r0 : b - r0], divide)
+
+
+def _np_empty_pooled(n: int, keys: np.ndarray, values: np.ndarray, acc: np.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+    pooled = np.empty(n, dtype=values.dtype) if acc is None else np.empty((n, values.shape[1]), dtype=acc)
+    return np.empty(n, dtype=keys.dtype), pooled
+
+
+def _np_pool_serial(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
+                    divide: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct sorted ``keys`` (U,) and pooled ``values``: per-key means (U, F) in dtype ``acc``
+    of float rows (N, F) (sums if not ``divide``), or per-key modes (U,) of labels (N,) when
+    ``acc`` is None."""
+    runs = _np_runs(keys)
+    unique, pooled = _np_empty_pooled(runs.starts.shape[0], keys, values, acc)
+    _np_fill(keys, values, runs, (0, runs.starts.shape[0]), unique, pooled, divide)
+    return unique, pooled
+
+
+def _np_pool(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
+             divide: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_np_pool_serial`, on two threads for large inputs whose halves barely overlap.
+
+    Half A holds rows [0, p), half B rows [p, N). Every key below ``min(B)`` is held by A alone
+    and every key above ``max(A)`` by B alone, so their runs are pooled within one half; the keys
+    in [min(B), max(A)] (the zone) are pooled from all their rows, taken from both halves in row
+    order (so the result equals one serial call, bit for bit). Each half writes its runs
+    straight into the shared output.
+    """
+    n = keys.shape[0]
+    if n < _SPLIT or torch.get_num_threads() < 2:
+        return _np_pool_serial(keys, values, acc, divide)
+    p = n // 2
+    # estimate the zone from every _SAMPLE-th row; a wrong guess costs time, never correctness
+    sample_a, sample_b = keys[:p:_SAMPLE], keys[p::_SAMPLE]
+    shared = np.count_nonzero(sample_a >= sample_b.min()) + np.count_nonzero(sample_b <= sample_a.max())
+    if shared * _SAMPLE * _SPLIT_ZONE > n:  # the halves interleave: nothing to gain
+        return _np_pool_serial(keys, values, acc, divide)
+    pool = _two_threads()
+    runs_b = pool.submit(_np_runs, keys[p:])
+    runs_a = _np_runs(keys[:p])
+    runs_b = runs_b.result()
+    # the zone is the tail of A's sorted order and the head of B's
+    low_of_b = keys[p + _sorted_position(runs_b.perm, 0)]
+    high_of_a = keys[_sorted_position(runs_a.perm, p - 1)]
+    zone_a = _first_sorted_at_least(keys[:p], runs_a.perm, low_of_b, strict=False)
+    zone_b = _first_sorted_at_least(keys[p:], runs_b.perm, high_of_a, strict=True)
+    # A's runs below the zone and B's above it; a run never straddles the zone's edge (equal keys)
+    end_a = int(np.searchsorted(runs_a.starts, zone_a, side="left"))
+    start_b = int(np.searchsorted(runs_b.starts, zone_b, side="left"))
+    if zone_a < p:
+        # the zone's rows in row order (A's, then B's), so that it pools exactly as one call would
+        rows_a = np.arange(zone_a, p) if runs_a.perm is None else np.sort(runs_a.perm[zone_a:])
+        rows_b = np.arange(zone_b) if runs_b.perm is None else np.sort(runs_b.perm[:zone_b])
+        zone = np.concatenate([rows_a, rows_b + p])
+        unique_z, pooled_z = _np_pool_serial(keys[zone], values[zone], acc, divide)
+    else:
+        unique_z, pooled_z = _np_empty_pooled(0, keys, values, acc)
+    n_z, n_b = unique_z.shape[0], runs_b.starts.shape[0] - start_b
+    unique, pooled = _np_empty_pooled(end_a + n_z + n_b, keys, values, acc)
+    at_b = end_a + n_z
+    filled_b = pool.submit(_np_fill, keys[p:], values[p:], runs_b, (start_b, start_b + n_b),
+                           unique[at_b:], pooled[at_b:], divide)
+    _np_fill(keys[:p], values[:p], runs_a, (0, end_a), unique[:end_a], pooled[:end_a], divide)
+    unique[end_a:at_b], pooled[end_a:at_b] = unique_z, pooled_z
+    filled_b.result()
+    return unique, pooled
+
+
+def _sorted_position(perm: np.ndarray | None, i: int) -> int:
+    """Row holding the i-th smallest key."""
+    return i if perm is None else int(perm[i])
+
+
+def _first_sorted_at_least(keys: np.ndarray, perm: np.ndarray | None, bound, strict: bool) -> int:
+    """First sorted position whose key is >= ``bound`` (> ``bound`` if ``strict``); a bisection
+    through ``perm``, so the sorted keys need not exist as an array."""
+    lo, hi = 0, keys.shape[0]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        key = keys[_sorted_position(perm, mid)]
+        if key > bound or (not strict and key == bound):
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo
+
+
+def _has_nan(keys: np.ndarray) -> bool:
+    """Whether a 1-D float array holds a NaN (max propagates NaN: one pass, no temporary; on
+    two threads for large inputs)."""
+    n = keys.shape[0]
+    if n < _SPLIT or torch.get_num_threads() < 2:
+        return bool(np.isnan(np.max(keys)))
+    half = _two_threads().submit(np.max, keys[n // 2 :])
+    return bool(np.isnan(np.max(keys[: n // 2])) or np.isnan(half.result()))
+
+
 def _stitch_numpy(timestamps: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     keys = timestamps.numpy()
-    perm = _np_order(keys)
-    starts, unique, longest = _np_starts(keys, perm)
     if values.dtype == torch.long:
-        return torch.from_numpy(unique), torch.from_numpy(_np_mode_by_runs(values.numpy(), perm, starts, longest))
+        unique, modes = _np_pool(keys, values.numpy(), None)
+        return torch.from_numpy(unique), torch.from_numpy(modes)
     acc = _accumulation_dtype(values.dtype)
     flat = values.reshape(values.shape[0], -1)
     if flat.dtype not in (torch.float32, torch.float64):
         flat = flat.to(acc)  # NumPy has no bfloat16; half precision is summed in float32 anyway
-    np_acc = np.float64 if acc == torch.float64 else np.float32
-    means = _np_mean_by_runs(flat.contiguous().numpy(), perm, starts, longest, np.dtype(np_acc))
+    np_acc = np.dtype(np.float64 if acc == torch.float64 else np.float32)
+    unique, means = _np_pool(keys, flat.contiguous().numpy(), np_acc)
     return torch.from_numpy(unique), torch.from_numpy(means).reshape(-1, *values.shape[1:]).to(values.dtype)
 
 
@@ -342,11 +512,8 @@ def _group_sum(keys: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, to
     if keys.shape[0] == 0:
         return keys, rows
     if keys.device.type == "cpu" and keys.shape[0] >= _SMALL:
-        k = keys.contiguous().numpy()
-        perm = _np_order(k)
-        starts, unique, longest = _np_starts(k, perm)
         r = rows.contiguous().numpy()
-        sums = _np_mean_by_runs(r, perm, starts, longest, r.dtype, divide=False)
+        unique, sums = _np_pool(keys.contiguous().numpy(), r, r.dtype, divide=False)
         return torch.from_numpy(unique), torch.from_numpy(sums)
     sorted_keys, perm = torch.sort(keys, stable=True)
     seg_id, starts, _ = _segment_ids(sorted_keys)

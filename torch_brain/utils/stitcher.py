@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from torch_brain.utils._evaluation import (
@@ -20,6 +19,7 @@ from torch_brain.utils._evaluation import (
     DecodingStitchEvaluator,
     MultiTaskDecodingStitchEvaluator,
 )
+from torch_brain.utils._pooling import _has_nan as _np_has_nan
 from torch_brain.utils._pooling import _stitch_sorted_segments
 
 __all__ = [
@@ -113,5 +113,5 @@ def _check_stitch_inputs(timestamps: torch.Tensor, values: torch.Tensor) -> None
 def _has_nan(x: torch.Tensor) -> bool:
     """Whether a 1-D float tensor holds a NaN (max propagates NaN: one pass, no temporary)."""
     if x.device.type == "cpu" and x.dtype in (torch.float16, torch.float32, torch.float64):
-        return bool(np.isnan(np.max(x.numpy())))
+        return _np_has_nan(x.numpy())
     return bool(torch.isnan(x.max()))
