@@ -183,31 +183,38 @@ def test_stitch_block_boundaries_large(monkeypatch, order):
 
 
 @contextlib.contextmanager
-def _forced_split(split_at: int):
-    """Make the NumPy pipeline cut every input of at least ``split_at`` rows into two halves
-    pooled on two threads, however much the halves' timestamps overlap."""
+def _pipeline(block: int, split_at: int | None = None, max_carry: int = 1 << 30):
+    """Shrink the NumPy pipeline's block size (so that tiny inputs span many blocks), and cut every
+    input of at least ``split_at`` rows into two halves on two threads, however much the halves'
+    timestamps overlap (None: never)."""
     from torch_brain.utils import _pooling
 
-    saved = (_pooling._SPLIT, _pooling._SPLIT_ZONE, _pooling._SAMPLE, torch.get_num_threads())
-    _pooling._SPLIT, _pooling._SPLIT_ZONE, _pooling._SAMPLE = split_at, 0, 1
+    names = ("_BLOCK", "_MAX_CARRY", "_SPLIT", "_SPLIT_ZONE", "_SAMPLE")
+    saved = [getattr(_pooling, name) for name in names] + [torch.get_num_threads()]
+    new = (block, max_carry, 1 << 62 if split_at is None else split_at, 0, 1)
+    for name, value in zip(names, new):
+        setattr(_pooling, name, value)
     torch.set_num_threads(2)
     try:
         yield
     finally:
-        _pooling._SPLIT, _pooling._SPLIT_ZONE, _pooling._SAMPLE = saved[:3]
-        torch.set_num_threads(saved[3])
+        for name, value in zip(names, saved):
+            setattr(_pooling, name, value)
+        torch.set_num_threads(saved[-1])
 
 
 @settings(max_examples=150, deadline=None)
-@given(_inputs(), st.sampled_from([2, 5, 16]))
-def test_stitch_two_halves(inputs, split_at):
-    # halves whose timestamps overlap anywhere (the zone) must pool as one call would
-    with _forced_split(split_at):
+@given(_inputs(), st.sampled_from([1, 2, 3, 7]), st.sampled_from([None, 2, 16]), st.sampled_from([1, 4, 1 << 30]))
+def test_stitch_blocks_and_halves(inputs, block, split_at, max_carry):
+    # rows pooled block by block (carrying the rows later blocks may join), in two halves whose
+    # timestamps overlap anywhere, or given up on for one global sort: all pool as groupby does
+    with _pipeline(block, split_at, max_carry):
         _check(*inputs, backend="numpy")
 
 
-@pytest.mark.parametrize("order", ["sorted", "windows", "shuffled", "deep_overlap"])
-def test_stitch_two_halves_equal_one_call(order):
+@pytest.mark.parametrize("order", ["sorted", "windows", "shuffled", "deep_overlap", "late_outlier"])
+@pytest.mark.parametrize("split_at", [None, 1000])
+def test_stitch_pipelines_equal_one_global_sort(order, split_at):
     from torch_brain.utils import _pooling
 
     rng = np.random.default_rng(5)
@@ -217,21 +224,27 @@ def test_stitch_two_halves_equal_one_call(order):
         t = np.sort(t)
     elif order == "shuffled":
         t = t[rng.permutation(len(t))]
+    elif order == "late_outlier":  # the last row's time precedes everything: no block is final early
+        t[-1] = -1.0
     t = torch.from_numpy(t)
     for values in (torch.from_numpy(rng.normal(size=(len(t), 2)).astype(np.float32)),
                    torch.from_numpy(rng.integers(0, 4, len(t)))):
         _check(t, values, "numpy")
-        with _forced_split(1000):
+        with _pipeline(256, split_at, max_carry=4096):
             unique, pooled = stitch(t, values)
         acc = None if values.dtype == torch.long else np.dtype(np.float32)
         unique_1, pooled_1 = _pooling._np_pool_serial(t.numpy(), values.numpy(), acc)
-        # bit for bit: the zone's rows are pooled in the order one call would pool them
+        # every run's rows are pooled in the order one global sort gives them: bit for bit, except
+        # that runs of more than _MAX_PASSES rows may be summed by a different kernel in a block
         np.testing.assert_array_equal(unique.numpy(), unique_1)
-        np.testing.assert_array_equal(pooled.numpy(), pooled_1)
+        if order == "deep_overlap" and values.dtype != torch.long:
+            np.testing.assert_allclose(pooled.numpy(), pooled_1, rtol=1e-6, atol=1e-7)
+        else:
+            np.testing.assert_array_equal(pooled.numpy(), pooled_1)
 
 
-def test_stitch_large_window_order_uses_two_threads():
-    # above the real threshold, with the real zone estimate
+def test_stitch_large_window_order_uses_two_threads(monkeypatch):
+    # above the real threshold, with the real block size and zone estimate
     from torch_brain.utils import _pooling
 
     n = 2 * _pooling._SPLIT + 123
@@ -239,19 +252,17 @@ def test_stitch_large_window_order_uses_two_threads():
     rng = np.random.default_rng(6)
     values = rng.normal(size=(n, 2)).astype(np.float32)
     labels = rng.integers(0, 8, n)
-    calls = []
-    real = _pooling._np_fill
-    _pooling._np_fill = lambda *a, **k: calls.append(1) or real(*a, **k)
+    outcomes = []
+    real = _pooling._np_pool_halves
+    monkeypatch.setattr(_pooling, "_np_pool_halves", lambda *a: outcomes.append(real(*a)) or outcomes[-1])
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
     try:
-        with contextlib.ExitStack() as stack:
-            previous = torch.get_num_threads()
-            torch.set_num_threads(2)
-            stack.callback(torch.set_num_threads, previous)
-            _check(torch.from_numpy(t), torch.from_numpy(values))
-            _check(torch.from_numpy(t), torch.from_numpy(labels))
+        _check(torch.from_numpy(t), torch.from_numpy(values))
+        _check(torch.from_numpy(t), torch.from_numpy(labels))
     finally:
-        _pooling._np_fill = real
-    assert len(calls) >= 4  # each call filled its halves separately (plus the zone)
+        torch.set_num_threads(previous)
+    assert len(outcomes) == 2 and all(result is not None for result in outcomes)
 
 
 def _stitch_in_child(queue):
@@ -266,7 +277,7 @@ def test_stitch_threads_after_fork():
 
     if "fork" not in mp.get_all_start_methods():
         pytest.skip("needs fork")
-    with _forced_split(1000):
+    with _pipeline(256, split_at=1000):
         stitch(torch.arange(4000, dtype=torch.float64), torch.ones(4000, 1))  # creates the pool
         ctx = mp.get_context("fork")
         queue = ctx.Queue()
@@ -277,3 +288,15 @@ def test_stitch_threads_after_fork():
             child.kill()
             pytest.fail("stitch hung in a forked child")
         assert queue.get(timeout=5) == (4000, 4000.0)
+
+
+@pytest.mark.parametrize("split_at", [None, 8])
+def test_stitch_keeps_first_rows_timestamp(split_at):
+    # -0.0 == 0.0 pool together and report the first row's value, also when the two rows fall in
+    # different blocks or halves (the zone is pooled with the first half's rows first)
+    t = torch.tensor([3.0, 2.0, 1.0, -0.0, 4.0, 5.0, 0.0, 6.0, 7.0, 8.0], dtype=torch.float64)
+    for block in (2, 3, 4):
+        with _pipeline(block, split_at):
+            unique, mean = _stitch_sorted_segments(t, torch.arange(10.0).unsqueeze(1), "numpy")
+        assert unique.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+        assert bool(torch.signbit(unique[0])) and mean[0, 0].item() == 4.5

@@ -6,25 +6,34 @@ Everything here groups rows by an exact key (a timestamp), in three steps:
 2. *segments*: the start of each run of equal keys in sorted order, and the run lengths;
 3. a *reduction* per segment: a sum (for means) or a vote (for modes).
 
-Two back ends implement the steps. The NumPy one serves CPU tensors: NumPy's stable sort is a
-timsort that runs in near-linear time on the sorted runs that overlapping windows produce, and its
-large arrays are backed by transparent huge pages, which matters at 1e7 rows. The torch one serves
-CUDA tensors (and small CPU inputs, where per-call overhead dominates).
+Two back ends implement the steps. The NumPy one serves CPU tensors; the torch one serves CUDA
+tensors (and small CPU inputs, where per-call overhead dominates).
+
+The NumPy back end has two pipelines:
+
+- *Blocks* (rows roughly in key order, as an evaluator receives them from consecutive
+  overlapping windows): rows are taken ``_BLOCK`` at a time; each block is sorted together with
+  the rows carried over from earlier blocks, and the runs whose key is below every later block's
+  keys are final. Every temporary is block-sized, so nothing (N,)-sized is allocated and
+  page-faulted, and the work stays in cache. Large inputs are cut into two halves pooled on two
+  threads (NumPy releases the GIL in its kernels); only the timestamps both halves hold (the
+  *zone*: about one window's worth) are pooled after the join, from their rows in row order.
+- *One global sort*, for rows far from key order (the block pipeline gives up when too many
+  rows wait for later blocks): NumPy's timsort on long sorted runs, otherwise torch's
+  multithreaded radix sort on an integer image of the keys.
 
 When the largest segment holds only a few rows (``K`` = number of windows overlapping a
 timestamp, 2 for 50 % overlap), a segment reduction is done as ``K`` gathers over the segment
-starts instead of a scatter over all rows; this is both faster and exact.
-
-NumPy runs on one core. Large inputs whose rows come roughly in time order (what an evaluator
-receives) are cut into two halves by position, stitched on two threads (NumPy releases the GIL in
-its kernels), and joined: only the timestamps that both halves hold (the *overlap zone*, one or
-two windows' worth) are pooled again from their raw rows.
+starts instead of a scatter over all rows; this is both faster and exact. A mean is the sum of
+the run's rows in row order over their count, in every path (runs longer than ``_MAX_PASSES``
+rows are summed by a segmented reduction, which may round differently in the last bit).
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import NamedTuple
@@ -44,6 +53,10 @@ _RUN_LENGTH = 8
 _DENSE_VOTE_CELLS = 64
 # rows per block in the NumPy pipeline: block temporaries stay in cache and are never page-faulted
 _CHUNK = 1 << 16
+# rows per block when roughly sorted rows are pooled block by block
+_BLOCK = 1 << 16
+# a block pipeline gives up (for one global sort) when more rows than this wait for later blocks
+_MAX_CARRY = 1 << 18
 # inputs with at least this many rows are stitched as two halves on two threads ...
 _SPLIT = 1 << 19
 # ... unless more than 1 / _SPLIT_ZONE of the rows fall in the timestamps both halves hold
@@ -199,16 +212,17 @@ def _np_mean_chunk(values: np.ndarray, perm: np.ndarray | None, first: np.ndarra
     """Write the mean (the sum if not ``divide``) of ``values`` (N, F) over each of a block of
     runs into ``out`` (R, F); runs start at sorted positions ``first`` (R,), i.e. at rows
     ``first_rows``, and hold ``lengths`` (R,) rows, at most ``longest``."""
-    n = values.shape[0]
+    n = values.shape[0] if perm is None else perm.shape[0]  # rows in sorted order
     _np_take_rows(values, first_rows, out=out)
     if longest == 1:
         return
     if longest == 2 and divide and out.dtype == values.dtype:
-        # x + (y - x) / 2, with y = x for single-row runs: exactly x there, no mask needed
+        # x / 2 + y / 2 (= (x + y) / 2 exactly, barring subnormals, and it cannot overflow), with
+        # y = x for single-row runs: exactly x there, no mask needed
         second = first + (lengths > 1)
         y = _np_take_rows(values, second if perm is None else perm[second])
-        np.subtract(y, out, out=y)
         y *= 0.5
+        out *= 0.5
         out += y
         return
     position = np.empty_like(first)
@@ -222,15 +236,15 @@ def _np_mean_chunk(values: np.ndarray, perm: np.ndarray | None, first: np.ndarra
         rows = _np_take_rows(values, position if perm is None else perm[position])
         _zero_rows(rows, has_row)
         np.add(out, rows, out=out)
-    if divide:
-        out *= (1.0 / lengths).astype(out.dtype)[:, None]
+    if divide:  # the sum in row order over the count, as in every path
+        out /= lengths.astype(out.dtype)[:, None]
 
 
 def _np_mode_chunk(labels: np.ndarray, perm: np.ndarray | None, first: np.ndarray, first_rows: np.ndarray,
                    lengths: np.ndarray, longest: int, out: np.ndarray) -> None:
     """Write the most frequent label (the smallest on ties) of each of a block of runs into
     ``out`` (R,); arguments as in :func:`_np_mean_chunk`."""
-    n = labels.shape[0]
+    n = labels.shape[0] if perm is None else perm.shape[0]  # rows in sorted order
     if longest <= 2:
         # one or two votes: equal labels win, a 1-1 tie goes to the smaller label; either way the
         # minimum (single-row runs are compared with themselves)
@@ -339,71 +353,197 @@ def _np_pool_serial(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
 
 def _np_pool(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
              divide: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_np_pool_serial`, on two threads for large inputs whose halves barely overlap.
+    """Distinct sorted ``keys`` (U,) and pooled ``values``: per-key means (U, F) in dtype ``acc``
+    of float rows (N, F) (sums if not ``divide``), or per-key modes (U,) of labels (N,) when
+    ``acc`` is None.
 
-    Half A holds rows [0, p), half B rows [p, N). Every key below ``min(B)`` is held by A alone
-    and every key above ``max(A)`` by B alone, so their runs are pooled within one half; the keys
-    in [min(B), max(A)] (the zone) are pooled from all their rows, taken from both halves in row
-    order (so the result equals one serial call, bit for bit). Each half writes its runs
-    straight into the shared output.
+    Rows that come roughly in key order (overlapping windows) are pooled block by block
+    (:func:`_np_pool_blocks`), on two threads for large inputs (:func:`_np_pool_halves`);
+    anything else, and any input on which those give up, by one global sort.
     """
     n = keys.shape[0]
-    if n < _SPLIT or torch.get_num_threads() < 2:
-        return _np_pool_serial(keys, values, acc, divide)
-    p = n // 2
-    # estimate the zone from every _SAMPLE-th row; a wrong guess costs time, never correctness
-    sample_a, sample_b = keys[:p:_SAMPLE], keys[p::_SAMPLE]
-    shared = np.count_nonzero(sample_a >= sample_b.min()) + np.count_nonzero(sample_b <= sample_a.max())
-    if shared * _SAMPLE * _SPLIT_ZONE > n:  # the halves interleave: nothing to gain
-        return _np_pool_serial(keys, values, acc, divide)
-    pool = _two_threads()
-    runs_b = pool.submit(_np_runs, keys[p:])
-    runs_a = _np_runs(keys[:p])
-    runs_b = runs_b.result()
-    # the zone is the tail of A's sorted order and the head of B's
-    low_of_b = keys[p + _sorted_position(runs_b.perm, 0)]
-    high_of_a = keys[_sorted_position(runs_a.perm, p - 1)]
-    zone_a = _first_sorted_at_least(keys[:p], runs_a.perm, low_of_b, strict=False)
-    zone_b = _first_sorted_at_least(keys[p:], runs_b.perm, high_of_a, strict=True)
-    # A's runs below the zone and B's above it; a run never straddles the zone's edge (equal keys)
-    end_a = int(np.searchsorted(runs_a.starts, zone_a, side="left"))
-    start_b = int(np.searchsorted(runs_b.starts, zone_b, side="left"))
-    if zone_a < p:
-        # the zone's rows in row order (A's, then B's), so that it pools exactly as one call would
-        rows_a = np.arange(zone_a, p) if runs_a.perm is None else np.sort(runs_a.perm[zone_a:])
-        rows_b = np.arange(zone_b) if runs_b.perm is None else np.sort(runs_b.perm[:zone_b])
-        zone = np.concatenate([rows_a, rows_b + p])
-        unique_z, pooled_z = _np_pool_serial(keys[zone], values[zone], acc, divide)
+    if n >= _SPLIT and torch.get_num_threads() >= 2 and -(-n // _BLOCK) >= 2:
+        result = _np_pool_halves(keys, values, acc, divide)
     else:
-        unique_z, pooled_z = _np_empty_pooled(0, keys, values, acc)
-    n_z, n_b = unique_z.shape[0], runs_b.starts.shape[0] - start_b
-    unique, pooled = _np_empty_pooled(end_a + n_z + n_b, keys, values, acc)
-    at_b = end_a + n_z
-    filled_b = pool.submit(_np_fill, keys[p:], values[p:], runs_b, (start_b, start_b + n_b),
-                           unique[at_b:], pooled[at_b:], divide)
-    _np_fill(keys[:p], values[:p], runs_a, (0, end_a), unique[:end_a], pooled[:end_a], divide)
-    unique[end_a:at_b], pooled[end_a:at_b] = unique_z, pooled_z
-    filled_b.result()
+        unique, pooled = _np_empty_pooled(n, keys, values, acc)
+        later_min = _later_minima(keys)
+        done = _np_pool_blocks(keys, values, later_min, (0, later_min.shape[0]), unique, pooled, divide)
+        result = None if done is None else _shrink(unique, pooled, done[0])
+    return _np_pool_serial(keys, values, acc, divide) if result is None else result
+
+
+def _later_minima(keys: np.ndarray, first_block: int = 0) -> np.ndarray:
+    """Smallest key of each block from ``first_block`` on, then of all blocks from each on."""
+    n = keys.shape[0]
+    mins = np.minimum.reduceat(keys, np.arange(first_block * _BLOCK, n, _BLOCK))
+    return np.minimum.accumulate(mins[::-1])[::-1]
+
+
+class _Scratch:
+    """One reusable pair of output buffers for the second half in :func:`_np_pool_halves`.
+
+    Freshly mapped memory is slow to page in from the worker thread (several times slower than
+    from the main thread on the VMs we measured), so the worker writes into memory kept from the
+    previous call, and the main thread copies it into the fresh output. At most one pair is
+    kept (about half the output of the largest recent call); a call that finds it in use by
+    another thread allocates its own.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.buffers: tuple[np.ndarray, np.ndarray] | None = None
+
+    def get(self, n: int, keys: np.ndarray, values: np.ndarray, acc: np.dtype | None) -> tuple[np.ndarray, np.ndarray]:
+        """Buffers for ``n`` rows; call with ``lock`` held."""
+        like = _np_empty_pooled(0, keys, values, acc)
+        kept = self.buffers
+        if (kept is None or kept[0].shape[0] < n or kept[0].dtype != like[0].dtype
+                or kept[1].dtype != like[1].dtype or kept[1].shape[1:] != like[1].shape[1:]):
+            self.buffers = kept = None  # drop the old pair before mapping the new one
+            self.buffers = kept = _np_empty_pooled(n, keys, values, acc)
+        return kept
+
+
+_scratch = _Scratch()
+
+
+def _shrink(unique: np.ndarray, pooled: np.ndarray, m: int) -> tuple[np.ndarray, np.ndarray]:
+    """Cut fresh output buffers to their first ``m`` rows in place (large ones are remapped, not
+    copied; their untouched tail was never paged in)."""
+    unique.resize(m, refcheck=False)
+    pooled.resize((m, *pooled.shape[1:]), refcheck=False)
     return unique, pooled
 
 
-def _sorted_position(perm: np.ndarray | None, i: int) -> int:
-    """Row holding the i-th smallest key."""
-    return i if perm is None else int(perm[i])
+def _np_pool_sorted(sorted_keys: np.ndarray, values: np.ndarray, perm: np.ndarray, unique: np.ndarray,
+                    pooled: np.ndarray, divide: bool) -> int:
+    """Pool the runs of equal ``sorted_keys`` (M,) whose rows are ``values[perm]``; write the
+    keys and pooled rows at the start of ``unique`` and ``pooled``; return the number of runs."""
+    c = sorted_keys.shape[0]
+    change = np.empty(c, dtype=bool)
+    change[0] = True
+    np.not_equal(sorted_keys[1:], sorted_keys[:-1], out=change[1:])
+    first = np.flatnonzero(change)
+    m = first.shape[0]
+    lengths = np.diff(first, append=c)
+    longest = int(lengths.max())
+    unique[:m] = sorted_keys[first]
+    out = pooled[:m]
+    if longest > _MAX_PASSES:  # deep overlap: a segmented sum or vote over the ordered rows
+        ordered = values[perm]
+        if values.ndim == 1:
+            out[:] = _mode_by_segment_np(np.repeat(np.arange(m), lengths), ordered, m)
+            return m
+        np.add.reduceat(ordered.astype(out.dtype, copy=False), first, axis=0, out=out)
+        if divide:
+            out /= lengths.astype(out.dtype)[:, None]
+        return m
+    if values.ndim == 1:
+        _np_mode_chunk(values, perm, first, perm[first], lengths, longest, out)
+    else:
+        _np_mean_chunk(values, perm, first, perm[first], lengths, longest, out, divide)
+    return m
 
 
-def _first_sorted_at_least(keys: np.ndarray, perm: np.ndarray | None, bound, strict: bool) -> int:
-    """First sorted position whose key is >= ``bound`` (> ``bound`` if ``strict``); a bisection
-    through ``perm``, so the sorted keys need not exist as an array."""
-    lo, hi = 0, keys.shape[0]
-    while lo < hi:
-        mid = (lo + hi) // 2
-        key = keys[_sorted_position(perm, mid)]
-        if key > bound or (not strict and key == bound):
-            hi = mid
+def _np_pool_blocks(keys: np.ndarray, values: np.ndarray, later_min: np.ndarray, blocks: tuple[int, int],
+                    unique: np.ndarray, pooled: np.ndarray, divide: bool, held_back=None):
+    """Pool rows that come roughly in key order, block by block (``_BLOCK`` rows each).
+
+    Each block's rows are sorted together with the rows carried over from earlier blocks. Runs
+    whose key is below every key of the blocks after it are final (no later row can join them)
+    and are written in order from the start of ``unique``/``pooled``; the rest are carried. All
+    temporaries are block-sized: nothing (N,)-sized is allocated, so nothing is page-faulted
+    twice. Rows with a key <= ``held_back`` are set aside unpooled (for :func:`_np_pool_halves`).
+
+    Args:
+        later_min: (B,) smallest key of blocks i.. for the B blocks from ``blocks[0]`` on.
+        blocks: the blocks [b0, b1) to pool; ``later_min[i - b0]`` belongs to block i.
+
+    Returns:
+        (runs written, carried rows as (keys, values), set-aside rows as a list of (keys,
+        values)), or None when the carried or set-aside rows outgrow ``_MAX_CARRY`` (the rows are
+        far from key order: one global sort is cheaper).
+    """
+    b0, b1 = blocks
+    written, n_aside = 0, 0
+    carry_k, carry_v, aside = keys[:0], values[:0], []
+    for i in range(b0, b1):
+        a = i * _BLOCK
+        k, v = keys[a : a + _BLOCK], values[a : a + _BLOCK]
+        if carry_k.shape[0]:
+            k, v = np.concatenate([carry_k, k]), np.concatenate([carry_v, v])
+        perm = np.argsort(k, kind="stable")  # carried rows come first: ties keep row order
+        sorted_k = k[perm]
+        lo = 0
+        if held_back is not None:
+            lo = int(np.searchsorted(sorted_k, held_back, side="right"))
+            if lo:
+                aside.append((sorted_k[:lo], v[perm[:lo]]))
+                n_aside += lo
+        last = i + 1 - b0 == later_min.shape[0]
+        hi = sorted_k.shape[0] if last else int(np.searchsorted(sorted_k, later_min[i + 1 - b0], side="left"))
+        hi = max(hi, lo)
+        if hi > lo:
+            written += _np_pool_sorted(sorted_k[lo:hi], v, perm[lo:hi], unique[written:], pooled[written:], divide)
+        carry_k, carry_v = sorted_k[hi:], v[perm[hi:]]
+        if carry_k.shape[0] > _MAX_CARRY or n_aside > _MAX_CARRY:
+            return None
+    return written, (carry_k, carry_v), aside
+
+
+def _np_pool_halves(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
+                    divide: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """:func:`_np_pool_blocks` over two halves of the blocks, on two threads.
+
+    Half A (rows [0, p)) is pooled as usual; its last carried rows are those with a key >= min(B).
+    Half B (rows [p, N)) sets aside its rows with a key <= max(A). Those two sets (the zone: every
+    row whose key both halves hold) are then pooled together, A's rows before B's, so every run
+    is pooled from its rows in row order, as in one serial pass. Returns None when a half gives up
+    (see ``_np_pool_blocks``) or when the halves' keys interleave too much for the split to pay.
+    """
+    n = keys.shape[0]
+    n_blocks = -(-n // _BLOCK)
+    mid = n_blocks // 2
+    p = mid * _BLOCK
+    # estimate the zone from every _SAMPLE-th row; a wrong guess costs time, never correctness
+    sample_a, sample_b = keys[:p:_SAMPLE], keys[p::_SAMPLE]
+    shared = np.count_nonzero(sample_a >= sample_b.min()) + np.count_nonzero(sample_b <= sample_a.max())
+    if shared * _SAMPLE * _SPLIT_ZONE > n:
+        return None
+    pool = _two_threads()
+    later_b = pool.submit(_later_minima, keys, mid)
+    high_of_a = np.max(keys[:p])
+    mins_a = np.minimum.reduceat(keys[:p], np.arange(0, p, _BLOCK))
+    later_b = later_b.result()
+    later_a = np.minimum.accumulate(np.append(mins_a, later_b[0])[::-1])[::-1]
+    unique, pooled = _np_empty_pooled(n, keys, values, acc)
+    own_scratch = _scratch.lock.acquire(blocking=False)
+    try:
+        if own_scratch:
+            unique_b, pooled_b = _scratch.get(n - p, keys, values, acc)
         else:
-            lo = mid + 1
-    return lo
+            unique_b, pooled_b = _np_empty_pooled(n - p, keys, values, acc)
+        half_b = pool.submit(_np_pool_blocks, keys, values, later_b, (mid, n_blocks), unique_b, pooled_b, divide,
+                             high_of_a)
+        half_a = _np_pool_blocks(keys, values, later_a, (0, mid), unique, pooled, divide)
+        half_b = half_b.result()
+        if half_a is None or half_b is None:
+            return None
+        n_a, (carry_k, carry_v), _ = half_a
+        n_b, _, aside = half_b
+        zone_k = np.concatenate([carry_k] + [k for k, _ in aside])
+        zone_v = np.concatenate([carry_v] + [v for _, v in aside])
+        n_z = 0
+        if zone_k.shape[0]:
+            perm = np.argsort(zone_k, kind="stable")
+            n_z = _np_pool_sorted(zone_k[perm], zone_v, perm, unique[n_a:], pooled[n_a:], divide)
+        at_b = n_a + n_z
+        unique[at_b : at_b + n_b] = unique_b[:n_b]
+        pooled[at_b : at_b + n_b] = pooled_b[:n_b]
+    finally:
+        if own_scratch:
+            _scratch.lock.release()
+    return _shrink(unique, pooled, at_b + n_b)
 
 
 def _has_nan(keys: np.ndarray) -> bool:
