@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from torch_brain import registry as _registry
 from torch_brain.nn import (
+    Dropout,
     FeedForward,
     InfiniteVocabEmbedding,
     RotaryCrossAttention,
@@ -141,7 +142,7 @@ class POYOBase(nn.Module):
         self.dec_atn = RotaryCrossAttention(dim=dim, heads=cross_heads, dim_head=dim_head,
                                             dropout=atn_dropout, rotate_value=False)
         self.dec_ffn = FeedForward(dim, dropout=ffn_dropout, recompute=True)
-        self.dropout = nn.Dropout(lin_dropout)
+        self.dropout = Dropout(lin_dropout)
 
     # ------------------------------------------------------------------ hyper-parameters
     @property

@@ -1,6 +1,7 @@
 """torch_brain.nn: embeddings, rotary attention, feed-forward, readout and losses."""
 
 from torch_brain.nn.attention import RotaryCrossAttention, RotarySelfAttention
+from torch_brain.nn.dropout import Dropout
 from torch_brain.nn.embedding import InfiniteVocabEmbedding
 from torch_brain.nn.feedforward import FeedForward, geglu
 from torch_brain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, weighted_mean
@@ -10,6 +11,7 @@ from torch_brain.nn.rotary import RotaryTimeEmbedding, apply_rotary, rotate
 __all__ = [
     "BCEWithLogitsLoss",
     "CrossEntropyLoss",
+    "Dropout",
     "FeedForward",
     "InfiniteVocabEmbedding",
     "MSELoss",

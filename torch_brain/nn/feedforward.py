@@ -6,6 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from torch_brain.nn.dropout import Dropout
+
 __all__ = ["FeedForward", "geglu"]
 
 
@@ -83,7 +85,7 @@ class FeedForward(nn.Module):
         self.recompute = recompute
         self.norm = nn.LayerNorm(dim)
         self.w1 = nn.Linear(dim, 2 * mult * dim)
-        self.dropout = nn.Dropout(dropout)
+        self.dropout = Dropout(dropout)
         self.w2 = nn.Linear(mult * dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
