@@ -11,7 +11,7 @@ through the same evaluation windows, stitching and R² — the two numbers are d
 
 Run::
 
-    python examples/m1_velocity/train.py            # a few minutes on 2 CPU cores
+    python examples/m1_velocity/train.py            # about 10 minutes on 2 CPU cores
     python examples/m1_velocity/train.py --smoke    # a few steps (CI)
 """
 
@@ -59,7 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--root", default="./processed", help="folder of the prepared brainsets")
     parser.add_argument("--out", default="./runs/m1_velocity", help="output folder (replaced)")
-    parser.add_argument("--steps", type=int, default=600, help="training steps")
+    parser.add_argument("--steps", type=int, default=1200, help="training steps")
     parser.add_argument("--smoke", action="store_true", help="a few steps (CI)")
     args = parser.parse_args(argv)
     steps = 3 if args.smoke else args.steps
