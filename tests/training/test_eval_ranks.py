@@ -127,7 +127,12 @@ def _ddp_worker(rank: int, port: int, out_dir: str, module: NeuralDecoder, root:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), WORLD_SIZE="2", RANK=str(rank),
                       LOCAL_RANK=str(rank), NODE_RANK="0")
     torch.set_num_threads(1)
-    metrics = _validate(module, root, devices=2)
+    try:
+        metrics = _validate(module, root, devices=2)
+    finally:
+        # leave no gloo process group for interpreter exit to tear down (an abort race otherwise)
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(metrics, f)
 

@@ -202,9 +202,14 @@ def ddp_worker(rank: int, port: int, out_dir: str) -> None:
                         enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False)
     out = {}
     model = ReplayModel()
-    trainer.validate(model, loader(rank_batches(rank, "val")), verbose=False)
-    out["val"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    trainer.test(model, loader(rank_batches(rank, "test")), verbose=False)
-    out["test"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    try:
+        trainer.validate(model, loader(rank_batches(rank, "val")), verbose=False)
+        out["val"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+        trainer.test(model, loader(rank_batches(rank, "test")), verbose=False)
+        out["test"] = {k: float(v) for k, v in trainer.callback_metrics.items()}
+    finally:
+        # leave no gloo process group for interpreter exit to tear down (an abort race otherwise)
+        if torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
     with open(os.path.join(out_dir, f"rank{rank}.json"), "w") as f:
         json.dump(out, f)
