@@ -207,6 +207,24 @@ def _np_runs(keys: np.ndarray) -> _Runs:
     return _Runs(perm, *_np_starts(keys, perm))
 
 
+def _np_pool_pairs(values: np.ndarray, rows: np.ndarray, rows2: np.ndarray, out: np.ndarray,
+                   scratch: np.ndarray | None = None) -> None:
+    """Pool runs of one or two rows, at ``rows`` (R,) and ``rows2`` (R,) (``rows2 == rows`` for
+    a single-row run), into ``out``: for float rows (N, F) the mean x / 2 + y / 2 (= (x + y) / 2
+    exactly, barring subnormals; it cannot overflow, and is exactly x for a single row); for
+    labels (N,) the mode, i.e. the minimum (equal labels win, a 1-1 tie goes to the smaller).
+    ``scratch`` (R, ...) takes the second rows instead of a fresh array."""
+    if values.ndim == 1:
+        np.take(values, rows, out=out, mode="clip")
+        np.minimum(out, np.take(values, rows2, out=scratch, mode="clip"), out=out)
+        return
+    _np_take_rows(values, rows, out=out)
+    y = _np_take_rows(values, rows2, out=scratch)
+    y *= 0.5
+    out *= 0.5
+    out += y
+
+
 def _np_mean_chunk(values: np.ndarray, perm: np.ndarray | None, first: np.ndarray, first_rows: np.ndarray,
                    lengths: np.ndarray, longest: int, out: np.ndarray, divide: bool) -> None:
     """Write the mean (the sum if not ``divide``) of ``values`` (N, F) over each of a block of
@@ -217,13 +235,8 @@ def _np_mean_chunk(values: np.ndarray, perm: np.ndarray | None, first: np.ndarra
     if longest == 1:
         return
     if longest == 2 and divide and out.dtype == values.dtype:
-        # x / 2 + y / 2 (= (x + y) / 2 exactly, barring subnormals, and it cannot overflow), with
-        # y = x for single-row runs: exactly x there, no mask needed
         second = first + (lengths > 1)
-        y = _np_take_rows(values, second if perm is None else perm[second])
-        y *= 0.5
-        out *= 0.5
-        out += y
+        _np_pool_pairs(values, first_rows, second if perm is None else perm[second], out)
         return
     position = np.empty_like(first)
     has_row = np.empty(first.shape[0], dtype=bool)
@@ -246,10 +259,8 @@ def _np_mode_chunk(labels: np.ndarray, perm: np.ndarray | None, first: np.ndarra
     ``out`` (R,); arguments as in :func:`_np_mean_chunk`."""
     n = labels.shape[0] if perm is None else perm.shape[0]  # rows in sorted order
     if longest <= 2:
-        # one or two votes: equal labels win, a 1-1 tie goes to the smaller label; either way the
-        # minimum (single-row runs are compared with themselves)
         second = first + (lengths > 1)
-        np.minimum(labels[first_rows], labels[second if perm is None else perm[second]], out=out)
+        _np_pool_pairs(labels, first_rows, second if perm is None else perm[second], out)
         return
     # column j: the j-th label of each run (clipped past the run's end; masked by `valid`)
     columns = []
@@ -512,17 +523,7 @@ def _np_pool_sorted_fast(sorted_keys: np.ndarray, values: np.ndarray, perm: np.n
     np.greater(lengths, 1, out=flag)
     np.add(first, flag, out=first)  # the run's second row, or its only row again
     np.take(perm, first, out=rows2, mode="clip")
-    out = pooled[:m]
-    if labels:  # one or two votes: the smaller label (equal labels, or a 1-1 tie)
-        np.take(values, rows, out=out, mode="clip")
-        np.minimum(out, np.take(values, rows2, out=ws.second_v[:m], mode="clip"), out=out)
-        return m
-    # x / 2 + y / 2, with y = x for single-row runs (see _np_mean_chunk)
-    _np_take_rows(values, rows, out=out)
-    y = _np_take_rows(values, rows2, out=ws.second_v[:m])
-    y *= 0.5
-    out *= 0.5
-    out += y
+    _np_pool_pairs(values, rows, rows2, pooled[:m], ws.second_v[:m])
     return m
 
 
