@@ -294,9 +294,31 @@ def test_stitch_threads_after_fork():
 def test_stitch_keeps_first_rows_timestamp(split_at):
     # -0.0 == 0.0 pool together and report the first row's value, also when the two rows fall in
     # different blocks or halves (the zone is pooled with the first half's rows first)
-    t = torch.tensor([3.0, 2.0, 1.0, -0.0, 4.0, 5.0, 0.0, 6.0, 7.0, 8.0], dtype=torch.float64)
-    for block in (2, 3, 4):
-        with _pipeline(block, split_at):
-            unique, mean = _stitch_sorted_segments(t, torch.arange(10.0).unsqueeze(1), "numpy")
-        assert unique.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
-        assert bool(torch.signbit(unique[0])) and mean[0, 0].item() == 4.5
+    for first_zero in (-0.0, 0.0):
+        t = torch.tensor([3.0, 2.0, 1.0, first_zero, 4.0, 5.0, -first_zero, 6.0, 7.0, 8.0], dtype=torch.float64)
+        for block in (2, 3, 4):
+            with _pipeline(block, split_at):
+                unique, mean = _stitch_sorted_segments(t, torch.arange(10.0).unsqueeze(1), "numpy")
+            assert unique.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
+            assert bool(torch.signbit(unique[0])) == (str(first_zero) == "-0.0") and mean[0, 0].item() == 4.5
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+def test_positive_image_sorts_and_compares_like_the_floats(dtype):
+    # the block loop sorts positive float keys through their bit patterns: the order and the
+    # equal runs must be the floats' own, subnormals, the largest float and +inf included
+    from torch_brain.utils._pooling import _positive_image
+
+    info = np.finfo(dtype)
+    special = np.array([info.smallest_subnormal, info.smallest_normal, info.max, np.inf, 1.0, 1.0], dtype=dtype)
+    rng = np.random.default_rng(0)
+    keys = np.concatenate([special, np.exp(rng.uniform(-8, 8, 500)).astype(dtype)])
+    keys = np.concatenate([keys, keys[rng.integers(0, len(keys), 200)]])[rng.permutation(len(keys) + 200)]
+    image = _positive_image(keys, keys.min())
+    assert image.dtype.kind == "i"
+    order = np.argsort(keys, kind="stable")
+    np.testing.assert_array_equal(np.argsort(image, kind="stable"), order)
+    np.testing.assert_array_equal(image[order][1:] == image[order][:-1], keys[order][1:] == keys[order][:-1])
+    # zero or below: the keys themselves (-0.0 == 0.0 as floats, not as bits)
+    for low in (0.0, -1.0):
+        assert _positive_image(keys, dtype(low)) is keys

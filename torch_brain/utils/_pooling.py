@@ -13,11 +13,12 @@ The NumPy back end has two pipelines:
 
 - *Blocks* (rows roughly in key order, as an evaluator receives them from consecutive
   overlapping windows): rows are taken ``_BLOCK`` at a time; each block is sorted together with
-  the rows carried over from earlier blocks, and the runs whose key is below every later block's
-  keys are final. Every temporary is block-sized, so nothing (N,)-sized is allocated and
-  page-faulted, and the work stays in cache. Large inputs are cut into two halves pooled on two
-  threads (NumPy releases the GIL in its kernels); only the timestamps both halves hold (the
-  *zone*: about one window's worth) are pooled after the join, from their rows in row order.
+  the rows carried over from earlier blocks (as integers, the floats' bit patterns, where every
+  key is positive), and the runs whose key is below every later block's keys are final. Every
+  temporary is block-sized, so nothing (N,)-sized is allocated and page-faulted, and the work
+  stays in cache. Large inputs are cut into two halves pooled on two threads (NumPy releases
+  the GIL in its kernels); only the timestamps both halves hold (the *zone*: about one window's
+  worth) are pooled after the join, from their rows in row order.
 - *One global sort*, for rows far from key order (the block pipeline gives up when too many
   rows wait for later blocks): NumPy's timsort on long sorted runs, otherwise torch's
   multithreaded radix sort on an integer image of the keys.
@@ -127,6 +128,16 @@ def _sortable_integers(keys: np.ndarray) -> np.ndarray:
     # negative floats: flip the magnitude bits so that larger magnitudes sort first
     flipped = np.where(bits < 0, bits ^ np.iinfo(word).max, bits)
     return flipped.astype(np.int64, copy=False)
+
+
+def _positive_image(keys: np.ndarray, low: float) -> np.ndarray:
+    """``keys`` themselves, or, when they are floats all >= ``low`` > 0, their bit patterns as
+    signed integers: positive floats (and +inf) order and compare exactly like their bits, and
+    NumPy sorts integers ~1.5x faster than floats. (Zero is excluded: -0.0 == 0.0 as floats but
+    not as bits.)"""
+    if keys.dtype.kind == "f" and low > 0:
+        return keys.view({2: np.int16, 4: np.int32, 8: np.int64}[keys.itemsize])
+    return keys
 
 
 def _np_starts(keys: np.ndarray, perm: np.ndarray | None) -> tuple[np.ndarray, int]:
@@ -558,7 +569,8 @@ def _np_pool_blocks(keys: np.ndarray, values: np.ndarray, later_min: np.ndarray,
         if carry_k.shape[0]:
             k = np.concatenate([carry_k, k], out=ws.k[:c])
             v = np.concatenate([carry_v, v], out=ws.v[:c])
-        perm = np.argsort(k, kind="stable")  # carried rows come first: ties keep row order
+        # carried rows come first: ties keep row order
+        perm = np.argsort(_positive_image(k, later_min[i - b0]), kind="stable")
         sorted_k = np.take(k, perm, out=ws.sorted_k[:c], mode="clip")
         lo = 0
         if held_back is not None:
