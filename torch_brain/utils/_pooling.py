@@ -416,11 +416,22 @@ def _prime_allocator() -> None:
         np.empty((1 << 25) - (1 << 16), dtype=np.uint8)  # dropped at once: allocated and freed
 
 
-def _later_minima(keys: np.ndarray, first_block: int = 0) -> np.ndarray:
-    """Smallest key of each block from ``first_block`` on, then of all blocks from each on."""
-    n = keys.shape[0]
-    mins = np.minimum.reduceat(keys, np.arange(first_block * _BLOCK, n, _BLOCK))
+def _later_minima(keys: np.ndarray, high=None) -> np.ndarray:
+    """Smallest key of each ``_BLOCK``-row block of ``keys`` and of all blocks after it (and
+    ``high``, the smallest key of rows that follow ``keys``, when given)."""
+    mins = np.minimum.reduceat(keys, np.arange(0, keys.shape[0], _BLOCK))
+    if high is not None:
+        mins = np.append(mins, high)
     return np.minimum.accumulate(mins[::-1])[::-1]
+
+
+def _np_pool_second_half(keys: np.ndarray, values: np.ndarray, p: int, unique: np.ndarray, pooled: np.ndarray,
+                         divide: bool):
+    """:func:`_np_pool_blocks` over the blocks from row ``p`` (a block boundary) on, setting aside
+    the rows whose key is <= every key before row ``p``."""
+    later_min = _later_minima(keys[p:])
+    return _np_pool_blocks(keys, values, later_min, (p // _BLOCK, -(-keys.shape[0] // _BLOCK)), unique, pooled,
+                           divide, np.max(keys[:p]))
 
 
 class _Scratch:
@@ -612,21 +623,17 @@ def _np_pool_halves(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
     shared = np.count_nonzero(sample_a >= sample_b.min()) + np.count_nonzero(sample_b <= sample_a.max())
     if shared * _SAMPLE * _SPLIT_ZONE > n:
         return None
-    pool = _two_threads()
-    later_b = pool.submit(_later_minima, keys, mid)
-    high_of_a = np.max(keys[:p])
-    mins_a = np.minimum.reduceat(keys[:p], np.arange(0, p, _BLOCK))
-    later_b = later_b.result()
-    later_a = np.minimum.accumulate(np.append(mins_a, later_b[0])[::-1])[::-1]
-    unique, pooled = _np_empty_pooled(n, keys, values, acc)
     own_scratch = _scratch.lock.acquire(blocking=False)
     try:
         if own_scratch:
             unique_b, pooled_b = _scratch.get(n - p, keys, values, acc)
         else:
             unique_b, pooled_b = _np_empty_pooled(n - p, keys, values, acc)
-        half_b = pool.submit(_np_pool_blocks, keys, values, later_b, (mid, n_blocks), unique_b, pooled_b, divide,
-                             high_of_a)
+        # each thread finds the bounds it needs itself (one hand-off each way: a waiting thread
+        # is slow to wake on the VMs we measured)
+        half_b = _two_threads().submit(_np_pool_second_half, keys, values, p, unique_b, pooled_b, divide)
+        later_a = _later_minima(keys[:p], high=np.min(keys[p:]))
+        unique, pooled = _np_empty_pooled(n, keys, values, acc)
         half_a = _np_pool_blocks(keys, values, later_a, (0, mid), unique, pooled, divide)
         half_b = half_b.result()
         if half_a is None or half_b is None:
