@@ -49,7 +49,9 @@ def _inputs(draw):
     n_times = draw(st.integers(1, n))
     grid = draw(st.sampled_from([0.25, 0.01, 1.0]))
     codes = draw(st.lists(st.integers(0, n_times - 1), min_size=n, max_size=n))
-    timestamps = torch.tensor(codes, dtype=torch.float64) * grid
+    # times from 0 on, or around 0 (negative and positive times in one block)
+    shift = draw(st.sampled_from([0, n_times // 2]))
+    timestamps = torch.tensor(codes, dtype=torch.float64).sub(shift) * grid
     if draw(st.booleans()):
         timestamps = torch.sort(timestamps).values
     kind = draw(st.sampled_from(["vec", "scalar", "label", "label_ties"]))

@@ -133,10 +133,14 @@ def _sortable_integers(keys: np.ndarray) -> np.ndarray:
 
 
 def _positive_image(keys: np.ndarray, low: float) -> np.ndarray:
-    """``keys`` themselves, or, when they are floats all >= ``low`` > 0, their bit patterns as
-    signed integers: positive floats (and +inf) order and compare exactly like their bits, and
-    NumPy sorts integers ~1.5x faster than floats. (Zero is excluded: -0.0 == 0.0 as floats but
-    not as bits.)"""
+    """``keys`` themselves, or, when they are floats and ``low`` > 0, their bit patterns as
+    signed integers, which NumPy sorts ~1.5x faster than floats.
+
+    Keys >= ``low`` (positive floats and +inf) order and compare exactly like their bits. Keys
+    below ``low`` (no NaN) have smaller bit patterns than those, so they all sort first, but in
+    an unspecified order among themselves (negative floats sort reversed, -0.0 before them):
+    callers use the image only where those rows are skipped. (``low`` <= 0 is refused: -0.0 ==
+    0.0 as floats but not as bits.)"""
     if keys.dtype.kind == "f" and low > 0:
         return keys.view({2: np.int16, 4: np.int32, 8: np.int64}[keys.itemsize])
     return keys
@@ -521,7 +525,7 @@ class _Workspace:
         self.k, self.sorted_k = np.empty(c, self.keys_dtype), np.empty(c, self.keys_dtype)
         self.v, self.second_v = (np.empty((c, *self.row_shape), self.values_dtype) for _ in range(2))
         self.change, self.flag = np.empty(c, bool), np.empty(c, bool)
-        self.perm_k, self.lengths, self.rows, self.rows2 = (np.empty(c, np.int64) for _ in range(4))
+        self.lengths, self.rows, self.rows2 = (np.empty(c, np.int64) for _ in range(3))
         self.capacity = c
 
 
@@ -555,53 +559,75 @@ def _np_pool_blocks(keys: np.ndarray, values: np.ndarray, later_min: np.ndarray,
                     unique: np.ndarray, pooled: np.ndarray, divide: bool, held_back=None):
     """Pool rows that come roughly in key order, block by block (``_BLOCK`` rows each).
 
-    Each block's rows are sorted together with the rows carried over from earlier blocks. Runs
-    whose key is below every key of the blocks after it are final (no later row can join them)
-    and are written in order from the start of ``unique``/``pooled``; the rest are carried. All
-    temporaries are block-sized: nothing (N,)-sized is allocated, so nothing is page-faulted
-    twice. Rows with a key <= ``held_back`` are set aside unpooled (for :func:`_np_pool_halves`).
+    Each block's rows are sorted together with the rows of earlier blocks that later rows may
+    still join (the *carried* rows): the block is read from the first carried row on, and the
+    re-read rows that were final before sort first and are skipped. Runs whose key is below every
+    key of the blocks after it are final (no later row can join them) and are written in order
+    from the start of ``unique``/``pooled``; the rest are carried. All temporaries are
+    block-sized: nothing (N,)-sized is allocated, so nothing is page-faulted twice. Rows with a key
+    <= ``held_back`` are set aside unpooled (for :func:`_np_pool_halves`).
 
     Args:
-        later_min: (B,) smallest key of blocks i.. for the B blocks from ``blocks[0]`` on.
-        blocks: the blocks [b0, b1) to pool; ``later_min[i - b0]`` belongs to block i.
+        later_min: smallest key of blocks i.. for the blocks i from ``blocks[0]`` on
+            (``later_min[i - b0]`` belongs to block i), one per block, or one more (the rows after
+            the last block): then the last block's runs at or above it are carried too.
+        blocks: the blocks [b0, b1) to pool.
 
     Returns:
-        (runs written, carried rows as (keys, values), set-aside rows as a list of (keys,
-        values)), or None when the carried or set-aside rows outgrow ``_MAX_CARRY`` (the rows are
-        far from key order: one global sort is cheaper).
+        (runs written, carried rows as (keys, values) in key order, set-aside rows as a list of
+        (keys, values)), or None when the re-read or set-aside rows outgrow ``_MAX_CARRY`` (the
+        rows are far from key order: one global sort is cheaper).
     """
     b0, b1 = blocks
-    written, n_aside = 0, 0
-    carry_k, carry_v, aside = keys[:0], values[:0], []
+    n = keys.shape[0]
+    written, n_aside, aside = 0, 0, []
+    start = b0 * _BLOCK  # the first row that may still be pooled: rows [start, a) are re-read ...
+    carried = None  # ... unless that would re-read many final rows: then the carried rows' copies
     ws = _Workspace(keys, values)
     for i in range(b0, b1):
-        a = i * _BLOCK
-        k, v = keys[a : a + _BLOCK], values[a : a + _BLOCK]
-        c = carry_k.shape[0] + k.shape[0]
+        a, end = i * _BLOCK, min((i + 1) * _BLOCK, n)
+        if carried is None:
+            k, v, old = keys[start:end], values[start:end], a - start
+        else:
+            old = carried[0].shape[0]
+            ws.reserve(old + end - a)
+            k = np.concatenate([carried[0], keys[a:end]], out=ws.k[: old + end - a])
+            v = np.concatenate([carried[1], values[a:end]], out=ws.v[: old + end - a])
+        c = k.shape[0]
         ws.reserve(c)
-        if carry_k.shape[0]:
-            k = np.concatenate([carry_k, k], out=ws.k[:c])
-            v = np.concatenate([carry_v, v], out=ws.v[:c])
-        # carried rows come first: ties keep row order
+        # a stable sort of rows in row order: equal keys keep row order (re-read rows that are
+        # final, all below later_min[i - b0], sort first in any order; see _positive_image)
         perm = np.argsort(_positive_image(k, later_min[i - b0]), kind="stable")
         sorted_k = np.take(k, perm, out=ws.sorted_k[:c], mode="clip")
-        lo = 0
+        # re-read rows below this block's keys were final in an earlier block
+        lo = 0 if old == 0 else int(np.searchsorted(sorted_k, later_min[i - b0], side="left"))
         if held_back is not None:
-            lo = int(np.searchsorted(sorted_k, held_back, side="right"))
-            if lo:
-                aside.append((sorted_k[:lo].copy(), v[perm[:lo]]))
-                n_aside += lo
+            done, lo = lo, max(lo, int(np.searchsorted(sorted_k, held_back, side="right")))
+            if lo > done:
+                new = perm[done:lo]
+                new = new[new >= old]  # re-read rows in there were set aside before
+                aside.append((k[new], v[new]))
+                n_aside += new.shape[0]
         last = i + 1 - b0 == later_min.shape[0]
         hi = c if last else int(np.searchsorted(sorted_k, later_min[i + 1 - b0], side="left"))
         hi = max(hi, lo)
         if hi > lo:
             written += _np_pool_sorted_fast(sorted_k[lo:hi], v, perm[lo:hi], unique[written:], pooled[written:],
                                             divide, ws)
-        # copies: the workspace is overwritten by the next block
-        carry_k, carry_v = sorted_k[hi:].copy(), v[perm[hi:]]
-        if carry_k.shape[0] > _MAX_CARRY or n_aside > _MAX_CARRY:
+        if hi == c:
+            start, carried = end, None
+            continue
+        # the next block re-reads from the first carried row if it is a row of `keys` (position x
+        # >= old is row a - old + x) and few final rows lie between the carried ones
+        first = int(perm[hi:].min())
+        if (carried is None or first >= old) and c - first <= 2 * (c - hi) + _BLOCK // 64:
+            start, carried = a - old + first, None
+        else:  # copies: the workspace is overwritten by the next block
+            carried = (sorted_k[hi:].copy(), v[perm[hi:]])
+        if c - hi > _MAX_CARRY or n_aside > _MAX_CARRY:
             return None
-    return written, (carry_k, carry_v), aside
+    # the carried rows: those at sorted positions hi.. of the last block
+    return written, (sorted_k[hi:].copy(), v[perm[hi:]]), aside
 
 
 def _np_pool_halves(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
