@@ -324,3 +324,44 @@ def test_positive_image_sorts_and_compares_like_the_floats(dtype):
     # zero or below: the keys themselves (-0.0 == 0.0 as floats, not as bits)
     for low in (0.0, -1.0):
         assert _positive_image(keys, dtype(low)) is keys
+
+
+@pytest.mark.parametrize("order", ["windows", "shuffled"])
+@pytest.mark.parametrize("split_at", [None, 1000, "sampled"])
+@pytest.mark.parametrize("where", [0, 1999, 2500, 4999])
+def test_stitch_nan_timestamp_found_on_every_path(monkeypatch, order, split_at, where):
+    # the NumPy pipelines find NaN times in the block minima (serial blocks, either half of a
+    # split) or, where they give up (shuffled rows, or a split refused because a sample of the
+    # halves interleaves), before the global sort; stitch names the count
+    from torch_brain.utils import _pooling
+
+    t = ((np.arange(100)[:, None] * 50 + np.arange(100)[None, :]) / 100.0).ravel()[:5000]
+    if order == "shuffled":
+        t = t[np.random.default_rng(0).permutation(len(t))]
+    t[where] = np.nan
+    for values in (torch.randn(len(t), 2), torch.randint(0, 3, (len(t),))):
+        with _pipeline(256, 1000 if split_at == "sampled" else split_at):
+            if split_at == "sampled":  # the real refusal rule
+                monkeypatch.setattr(_pooling, "_SPLIT_ZONE", 16)
+                monkeypatch.setattr(_pooling, "_SAMPLE", 7)
+            with pytest.raises(ValueError, match="contains 1 NaN value"):
+                stitch(torch.from_numpy(t), values)
+
+
+def test_group_sum_keeps_nan_keys_apart():
+    # the evaluator's running sums: a NaN time is its own group (not an error), on both back ends
+    from torch_brain.utils._pooling import _group_sum
+
+    keys = torch.arange(5000, dtype=torch.float64).div(2).floor()
+    keys[[10, 4000]] = float("nan")
+    rows = torch.arange(5000, dtype=torch.float64).unsqueeze(1)
+    for n in (5000, 100):  # NumPy pipeline, torch
+        unique, sums = _group_sum(keys[:n], rows[:n])
+        finite = ~torch.isnan(keys[:n])
+        expected_t, expected = _reference(keys[:n][finite], rows[:n][finite])
+        n_nan = int((~finite).sum())
+        np.testing.assert_array_equal(unique[:-n_nan].numpy(), expected_t)
+        assert torch.isnan(unique[-n_nan:]).all()
+        counts = torch.bincount(torch.from_numpy(np.unique(keys[:n][finite].numpy(), return_inverse=True)[1]))
+        np.testing.assert_allclose(sums[:-n_nan].numpy(), expected * counts.numpy()[:, None])
+        assert sorted(sums[-n_nan:, 0].tolist()) == rows[:n][~finite, 0].tolist()

@@ -70,6 +70,11 @@ _SAMPLE = 512
 _pool: tuple[int, ThreadPoolExecutor] | None = None
 
 
+class _NaNKeys(ValueError):
+    """A key is NaN: NaN keys cannot be grouped. The NumPy pipelines find NaN keys in the block
+    minima they compute anyway (a NaN propagates through ``np.minimum``), with no extra pass."""
+
+
 def _two_threads() -> ThreadPoolExecutor:
     """A pool of two worker threads, created on first use in each process (a forked child, such
     as a DataLoader worker, does not inherit its parent's threads)."""
@@ -388,6 +393,9 @@ def _np_pool(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
     Rows that come roughly in key order (overlapping windows) are pooled block by block
     (:func:`_np_pool_blocks`), on two threads for large inputs (:func:`_np_pool_halves`);
     anything else, and any input on which those give up, by one global sort.
+
+    Raises:
+        _NaNKeys: if a key is NaN.
     """
     n = keys.shape[0]
     if n > _BLOCK:
@@ -395,11 +403,17 @@ def _np_pool(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
     if n >= _SPLIT and torch.get_num_threads() >= 2 and -(-n // _BLOCK) >= 2:
         result = _np_pool_halves(keys, values, acc, divide)
     else:
-        unique, pooled = _np_empty_pooled(n, keys, values, acc)
         later_min = _later_minima(keys)
+        if np.isnan(later_min[0]):
+            raise _NaNKeys
+        unique, pooled = _np_empty_pooled(n, keys, values, acc)
         done = _np_pool_blocks(keys, values, later_min, (0, later_min.shape[0]), unique, pooled, divide)
         result = None if done is None else _shrink(unique, pooled, done[0])
-    return _np_pool_serial(keys, values, acc, divide) if result is None else result
+    if result is not None:
+        return result
+    if _has_nan(keys):  # the halves may give up before reading every key
+        raise _NaNKeys
+    return _np_pool_serial(keys, values, acc, divide)
 
 
 _primed_pid: int | None = None
@@ -432,10 +446,13 @@ def _later_minima(keys: np.ndarray, high=None) -> np.ndarray:
 def _np_pool_second_half(keys: np.ndarray, values: np.ndarray, p: int, unique: np.ndarray, pooled: np.ndarray,
                          divide: bool):
     """:func:`_np_pool_blocks` over the blocks from row ``p`` (a block boundary) on, setting aside
-    the rows whose key is <= every key before row ``p``."""
-    later_min = _later_minima(keys[p:])
+    the rows whose key is <= every key before row ``p``. None if it gives up or a key is NaN
+    (then :func:`_np_pool` looks for the NaN)."""
+    later_min, high = _later_minima(keys[p:]), np.max(keys[:p])
+    if np.isnan(later_min[0]) or np.isnan(high):
+        return None
     return _np_pool_blocks(keys, values, later_min, (p // _BLOCK, -(-keys.shape[0] // _BLOCK)), unique, pooled,
-                           divide, np.max(keys[:p]))
+                           divide, high)
 
 
 class _Scratch:
@@ -767,12 +784,15 @@ def _stitch_torch(timestamps: torch.Tensor, values: torch.Tensor) -> tuple[torch
 def _stitch_sorted_segments(
     timestamps: torch.Tensor, values: torch.Tensor, backend: str = "auto"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Dispatch to a back end; inputs are validated and non-empty."""
+    """Dispatch to a back end; inputs are validated and non-empty. Raises _NaNKeys on a NaN
+    timestamp."""
     if backend == "auto":
         use_numpy = timestamps.device.type == "cpu" and timestamps.shape[0] >= _SMALL
         backend = "numpy" if use_numpy else "torch"
     if backend == "numpy":
         return _stitch_numpy(timestamps.contiguous(), values.contiguous())
+    if timestamps.is_floating_point() and bool(torch.isnan(timestamps.max())):
+        raise _NaNKeys
     if timestamps.device.type == "cpu" and timestamps.shape[0] < _SMALL:
         with _torch_threads(1):
             return _stitch_torch(timestamps, values)
@@ -788,8 +808,9 @@ def _group_sum(keys: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, to
         return keys, rows
     if keys.device.type == "cpu" and keys.shape[0] >= _SMALL:
         r = rows.contiguous().numpy()
-        unique, sums = _np_pool(keys.contiguous().numpy(), r, r.dtype, divide=False)
-        return torch.from_numpy(unique), torch.from_numpy(sums)
+        with contextlib.suppress(_NaNKeys):  # NaN keys: each its own group, as on the torch path below
+            unique, sums = _np_pool(keys.contiguous().numpy(), r, r.dtype, divide=False)
+            return torch.from_numpy(unique), torch.from_numpy(sums)
     sorted_keys, perm = torch.sort(keys, stable=True)
     seg_id, starts, _ = _segment_ids(sorted_keys)
     sums = torch.zeros((starts.shape[0], rows.shape[1]), dtype=rows.dtype, device=rows.device)

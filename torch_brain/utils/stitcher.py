@@ -19,8 +19,7 @@ from torch_brain.utils._evaluation import (
     DecodingStitchEvaluator,
     MultiTaskDecodingStitchEvaluator,
 )
-from torch_brain.utils._pooling import _has_nan as _np_has_nan
-from torch_brain.utils._pooling import _stitch_sorted_segments
+from torch_brain.utils._pooling import _NaNKeys, _stitch_sorted_segments
 
 __all__ = [
     "DataForDecodingStitchEvaluator",
@@ -63,7 +62,13 @@ def stitch(timestamps: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor
     _check_stitch_inputs(timestamps, values)
     if timestamps.shape[0] == 0:
         return timestamps.clone(), values.clone()
-    return _stitch_sorted_segments(timestamps, values)
+    try:
+        return _stitch_sorted_segments(timestamps, values)
+    except _NaNKeys:  # found while pooling, at no extra cost
+        raise ValueError(
+            f"stitch: `timestamps` contains {int(torch.isnan(timestamps).sum())} NaN value(s); NaN times "
+            "cannot be grouped. Drop those rows first."
+        ) from None
 
 
 def _check_stitch_inputs(timestamps: torch.Tensor, values: torch.Tensor) -> None:
@@ -103,15 +108,3 @@ def _check_stitch_inputs(timestamps: torch.Tensor, values: torch.Tensor) -> None
             f"stitch: `values` must be floating point (mean pooling) or torch.long (mode pooling), got "
             f"dtype {values.dtype}; convert with .float() or .long()."
         )
-    if timestamps.is_floating_point() and timestamps.shape[0] and _has_nan(timestamps):
-        raise ValueError(
-            f"stitch: `timestamps` contains {int(torch.isnan(timestamps).sum())} NaN value(s); NaN times "
-            "cannot be grouped. Drop those rows first."
-        )
-
-
-def _has_nan(x: torch.Tensor) -> bool:
-    """Whether a 1-D float tensor holds a NaN (max propagates NaN: one pass, no temporary)."""
-    if x.device.type == "cpu" and x.dtype in (torch.float16, torch.float32, torch.float64):
-        return _np_has_nan(x.numpy())
-    return bool(torch.isnan(x.max()))
