@@ -443,15 +443,6 @@ def _later_minima(keys: np.ndarray, high=None) -> np.ndarray:
     return np.minimum.accumulate(mins[::-1])[::-1]
 
 
-def _np_pool_first_half(keys: np.ndarray, values: np.ndarray, mid: int, unique: np.ndarray, pooled: np.ndarray,
-                        divide: bool):
-    """:func:`_np_pool_blocks` over the first ``mid`` blocks, carrying at the end the rows whose
-    key is >= every key after them."""
-    p = mid * _BLOCK
-    later_a = _later_minima(keys[:p], high=np.min(keys[p:]))
-    return _np_pool_blocks(keys, values, later_a, (0, mid), unique, pooled, divide)
-
-
 def _np_pool_second_half(keys: np.ndarray, values: np.ndarray, p: int, unique: np.ndarray, pooled: np.ndarray,
                          divide: bool):
     """:func:`_np_pool_blocks` over the blocks from row ``p`` (a block boundary) on, setting aside
@@ -467,10 +458,11 @@ def _np_pool_second_half(keys: np.ndarray, values: np.ndarray, p: int, unique: n
 class _Scratch:
     """One reusable pair of output buffers for the second half in :func:`_np_pool_halves`.
 
-    The second half's output goes to its place in the result only after the zone is pooled, so
-    it is written elsewhere first; memory kept from the previous call is already paged in. At
-    most one pair is kept (about half the output of the largest recent call); a call that finds
-    it in use by another thread allocates its own.
+    Freshly mapped memory is slow to page in from the worker thread (several times slower than
+    from the main thread on the VMs we measured), so the worker writes into memory kept from the
+    previous call, and the main thread copies it into the fresh output. At most one pair is
+    kept (about half the output of the largest recent call); a call that finds it in use by
+    another thread allocates its own.
     """
 
     def __init__(self) -> None:
@@ -681,14 +673,12 @@ def _np_pool_halves(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
         else:
             unique_b, pooled_b = _np_empty_pooled(n - p, keys, values, acc)
         # each thread finds the bounds it needs itself (one hand-off each way: a waiting thread
-        # is slow to wake on the VMs we measured). The worker takes the first half, which goes
-        # straight into the result; this thread takes the second, so the copy after the join
-        # reads memory this core has just written (measured at 1e6 rows: means ~8 % faster than
-        # the other way round, modes alike)
+        # is slow to wake on the VMs we measured)
+        half_b = _two_threads().submit(_np_pool_second_half, keys, values, p, unique_b, pooled_b, divide)
+        later_a = _later_minima(keys[:p], high=np.min(keys[p:]))
         unique, pooled = _np_empty_pooled(n, keys, values, acc)
-        half_a = _two_threads().submit(_np_pool_first_half, keys, values, mid, unique, pooled, divide)
-        half_b = _np_pool_second_half(keys, values, p, unique_b, pooled_b, divide)
-        half_a = half_a.result()
+        half_a = _np_pool_blocks(keys, values, later_a, (0, mid), unique, pooled, divide)
+        half_b = half_b.result()
         if half_a is None or half_b is None:
             return None
         n_a, (carry_k, carry_v), _ = half_a
