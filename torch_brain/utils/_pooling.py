@@ -434,7 +434,7 @@ def _prime_allocator() -> None:
         np.empty((1 << 25) - (1 << 16), dtype=np.uint8)  # dropped at once: allocated and freed
 
 
-def _later_minima(keys: np.ndarray, high=None) -> np.ndarray:
+def _later_minima(keys: np.ndarray, high: float | None = None) -> np.ndarray:
     """Smallest key of each ``_BLOCK``-row block of ``keys`` and of all blocks after it (and
     ``high``, the smallest key of rows that follow ``keys``, when given)."""
     mins = np.minimum.reduceat(keys, np.arange(0, keys.shape[0], _BLOCK))
@@ -603,15 +603,14 @@ def _np_pool_blocks(keys: np.ndarray, values: np.ndarray, later_min: np.ndarray,
     ws = _Workspace(keys, values)
     for i in range(b0, b1):
         a, end = i * _BLOCK, min((i + 1) * _BLOCK, n)
-        if carried is None:
-            k, v, old = keys[start:end], values[start:end], a - start
-        else:
-            old = carried[0].shape[0]
-            ws.reserve(old + end - a)
-            k = np.concatenate([carried[0], keys[a:end]], out=ws.k[: old + end - a])
-            v = np.concatenate([carried[1], values[a:end]], out=ws.v[: old + end - a])
-        c = k.shape[0]
+        old = a - start if carried is None else carried[0].shape[0]  # rows before the block's own
+        c = old + end - a
         ws.reserve(c)
+        if carried is None:
+            k, v = keys[start:end], values[start:end]
+        else:
+            k = np.concatenate([carried[0], keys[a:end]], out=ws.k[:c])
+            v = np.concatenate([carried[1], values[a:end]], out=ws.v[:c])
         # a stable sort of rows in row order: equal keys keep row order (re-read rows that are
         # final, all below later_min[i - b0], sort first in any order; see _positive_image)
         perm = np.argsort(_positive_image(k, later_min[i - b0]), kind="stable")
