@@ -332,7 +332,7 @@ def test_positive_image_sorts_and_compares_like_the_floats(dtype):
 @pytest.mark.parametrize("order", ["windows", "shuffled"])
 @pytest.mark.parametrize("split_at", [None, 1000, "sampled"])
 @pytest.mark.parametrize("where", [0, 1999, 2500, 4999])
-def test_stitch_nan_timestamp_found_on_every_path(monkeypatch, order, split_at, where):
+def test_stitch_nan_timestamp_found_on_every_path(order, split_at, where):
     # the NumPy pipelines find NaN times in the block minima (serial blocks, either half of a
     # split) or, where they give up (shuffled rows, or a split refused because a sample of the
     # halves interleaves), before the global sort; stitch names the count
@@ -344,9 +344,8 @@ def test_stitch_nan_timestamp_found_on_every_path(monkeypatch, order, split_at, 
     t[where] = np.nan
     for values in (torch.randn(len(t), 2), torch.randint(0, 3, (len(t),))):
         with _pipeline(256, 1000 if split_at == "sampled" else split_at):
-            if split_at == "sampled":  # the real refusal rule
-                monkeypatch.setattr(_pooling, "_SPLIT_ZONE", 16)
-                monkeypatch.setattr(_pooling, "_SAMPLE", 7)
+            if split_at == "sampled":  # the real refusal rule (_pipeline restores both on exit)
+                _pooling._SPLIT_ZONE, _pooling._SAMPLE = 16, 7
             with pytest.raises(ValueError, match="contains 1 NaN value"):
                 stitch(torch.from_numpy(t), values)
 
