@@ -52,6 +52,9 @@ _MAX_PASSES = 8
 _RUN_LENGTH = 8
 # the dense (segments x classes) vote table is used while it has at most this many cells per row
 _DENSE_VOTE_CELLS = 64
+# np.take mode for indices that are always in range: "wrap" checks them ~15 % faster than "clip"
+# (measured on 65 536 and 131 072 gathers), and both skip the "raise" mode's buffered output
+_IN_RANGE = "wrap"
 # rows per block in the NumPy pipeline: block temporaries stay in cache and are never page-faulted
 _CHUNK = 1 << 16
 # rows per block when roughly sorted rows are pooled block by block (on two threads, each NumPy
@@ -198,11 +201,11 @@ def _np_take_rows(values: np.ndarray, rows: np.ndarray, out: np.ndarray | None =
     if row_bytes in (4, 8) and (out is None or out.dtype == values.dtype):
         word = np.int32 if row_bytes == 4 else np.int64
         flat_out = None if out is None else out.view(word).reshape(-1)
-        taken = np.take(values.view(word).reshape(-1), rows, out=flat_out, mode="clip")
+        taken = np.take(values.view(word).reshape(-1), rows, out=flat_out, mode=_IN_RANGE)
         return taken.view(values.dtype).reshape(rows.shape[0], values.shape[1]) if out is None else out
     if out is None:
-        return np.take(values, rows, axis=0, mode="clip")
-    out[...] = np.take(values, rows, axis=0, mode="clip")
+        return np.take(values, rows, axis=0, mode=_IN_RANGE)
+    out[...] = np.take(values, rows, axis=0, mode=_IN_RANGE)
     return out
 
 
@@ -237,8 +240,8 @@ def _np_pool_pairs(values: np.ndarray, rows: np.ndarray, rows2: np.ndarray, out:
     labels (N,) the mode, i.e. the minimum (equal labels win, a 1-1 tie goes to the smaller).
     ``scratch`` (R, ...) takes the second rows instead of a fresh array."""
     if values.ndim == 1:
-        np.take(values, rows, out=out, mode="clip")
-        np.minimum(out, np.take(values, rows2, out=scratch, mode="clip"), out=out)
+        np.take(values, rows, out=out, mode=_IN_RANGE)
+        np.minimum(out, np.take(values, rows2, out=scratch, mode=_IN_RANGE), out=out)
         return
     _np_take_rows(values, rows, out=out)
     y = _np_take_rows(values, rows2, out=scratch)
@@ -562,12 +565,12 @@ def _np_pool_sorted_fast(sorted_keys: np.ndarray, values: np.ndarray, perm: np.n
     labels = values.ndim == 1
     if int(lengths.max()) > 2 or not (labels or (divide and pooled.dtype == values.dtype)):
         return _np_pool_sorted(sorted_keys, values, perm, unique, pooled, divide)
-    np.take(sorted_keys, first, out=unique[:m], mode="clip")
+    np.take(sorted_keys, first, out=unique[:m], mode=_IN_RANGE)
     rows, rows2, flag = ws.rows[:m], ws.rows2[:m], ws.flag[:m]
-    np.take(perm, first, out=rows, mode="clip")
+    np.take(perm, first, out=rows, mode=_IN_RANGE)
     np.greater(lengths, 1, out=flag)
     np.add(first, flag, out=first)  # the run's second row, or its only row again
-    np.take(perm, first, out=rows2, mode="clip")
+    np.take(perm, first, out=rows2, mode=_IN_RANGE)
     _np_pool_pairs(values, rows, rows2, pooled[:m], ws.second_v[:m])
     return m
 
@@ -614,7 +617,7 @@ def _np_pool_blocks(keys: np.ndarray, values: np.ndarray, later_min: np.ndarray,
         # a stable sort of rows in row order: equal keys keep row order (re-read rows that are
         # final, all below later_min[i - b0], sort first in any order; see _positive_image)
         perm = np.argsort(_positive_image(k, later_min[i - b0]), kind="stable")
-        sorted_k = np.take(k, perm, out=ws.sorted_k[:c], mode="clip")
+        sorted_k = np.take(k, perm, out=ws.sorted_k[:c], mode=_IN_RANGE)
         # re-read rows below this block's keys were final in an earlier block
         lo = 0 if old == 0 else int(np.searchsorted(sorted_k, later_min[i - b0], side="left"))
         if held_back is not None:
