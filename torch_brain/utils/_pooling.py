@@ -544,7 +544,7 @@ class _Workspace:
         c = max(c, _BLOCK + _BLOCK // 8)
         self.k, self.sorted_k = np.empty(c, self.keys_dtype), np.empty(c, self.keys_dtype)
         self.v, self.second_v = (np.empty((c, *self.row_shape), self.values_dtype) for _ in range(2))
-        self.change, self.flag = np.empty(c, bool), np.empty(c, bool)
+        self.change = np.empty(c, bool)
         self.lengths, self.rows, self.rows2 = (np.empty(c, np.int64) for _ in range(3))
         self.capacity = c
 
@@ -566,11 +566,11 @@ def _np_pool_sorted_fast(sorted_keys: np.ndarray, values: np.ndarray, perm: np.n
     if int(lengths.max()) > 2 or not (labels or (divide and pooled.dtype == values.dtype)):
         return _np_pool_sorted(sorted_keys, values, perm, unique, pooled, divide)
     np.take(sorted_keys, first, out=unique[:m], mode=_IN_RANGE)
-    rows, rows2, flag = ws.rows[:m], ws.rows2[:m], ws.flag[:m]
+    rows, rows2, last = ws.rows[:m], ws.rows2[:m], lengths  # (lengths are not needed any more)
     np.take(perm, first, out=rows, mode=_IN_RANGE)
-    np.greater(lengths, 1, out=flag)
-    np.add(first, flag, out=first)  # the run's second row, or its only row again
-    np.take(perm, first, out=rows2, mode=_IN_RANGE)
+    np.subtract(first[1:], 1, out=last[:-1])  # each run's last row: its second, or its only one
+    last[-1] = c - 1
+    np.take(perm, last, out=rows2, mode=_IN_RANGE)
     _np_pool_pairs(values, rows, rows2, pooled[:m], ws.second_v[:m])
     return m
 
