@@ -6,9 +6,11 @@ duplicates), as float32 values of dim 2 (mean pooling) and as int64 labels over 
 pooling), for N = 1e6 and 1e7, on 2 threads. Rows come in window order (what an evaluator
 receives from sequential evaluation windows) and, as a harder case, randomly shuffled. The data
 are generated from the same seed by the same code in our process and in the peer's; each figure
-is the best of ``--repeats`` calls after 2 untimed warm-up calls, for both libraries alike (a fresh
-process pays for paging in new memory on its first calls; the first, cold call of each case is
-reported too, as ``first_call_seconds``). Our outputs are checked against a pandas groupby reference
+is the best of at least ``--repeats`` calls spanning at least ``--min-time`` seconds, after 2
+untimed warm-up calls, for both libraries alike (a fresh process pays for paging in new memory on
+its first calls, and the first, cold call of each case is reported too, as
+``first_call_seconds``; the time span keeps a burst of load on the machine from covering every
+timed call of a fast case: 5 calls of 5 ms span 25 ms, 5 calls of 30 ms span 150 ms). Our outputs are checked against a pandas groupby reference
 (mean; most frequent label, smallest on ties), and the peer's outputs against ours by checksum.
 
 Evaluator cost: a validation epoch of 100 sessions x 2 tasks (cursor_velocity_2d, 100 Hz, and
@@ -20,8 +22,8 @@ POYO+ (dim 64, depth 2, the synthetic config) takes for the forward passes of th
 (measured on a few batches of ~1000 spikes per window and scaled to the epoch's window count).
 
 Usage:
-    .venv/bin/python benchmarks/bench_stitch.py [--sizes 1e6 1e7] [--repeats 5] [--skip-peer]
-        [--skip-evaluator]
+    .venv/bin/python benchmarks/bench_stitch.py [--sizes 1e6 1e7] [--repeats 5] [--min-time 0.25]
+        [--skip-peer] [--skip-evaluator]
 
 Prints one JSON object.
 """
@@ -65,20 +67,21 @@ def make_data(n, order, seed=0):
     return torch.from_numpy(t), torch.from_numpy(values), torch.from_numpy(labels)
 
 
-def time_stitch(stitch, sizes, orders, repeats):
+def time_stitch(stitch, sizes, orders, repeats, min_time):
     out = {}
     for n in sizes:
         for order in orders:
             t, values, labels = make_data(n, order)
             for kind, v in (("float", values), ("label", labels)):
                 calls = []
-                for _ in range(WARMUP + repeats):
+                while len(calls) < WARMUP + repeats or sum(calls[WARMUP:]) < min_time:
                     start = time.perf_counter()
                     u, p = stitch(t, v)
                     calls.append(time.perf_counter() - start)
                 best = min(calls[WARMUP:])
                 out[f"{kind}/{order}/{n}"] = {
                     "seconds": best, "mpred_per_s": n / best / 1e6, "first_call_seconds": calls[0],
+                    "timed_calls": len(calls) - WARMUP,
                     "n_unique": int(u.numel()),
                     "checksum": float(p.double().sum()),
                 }
@@ -90,7 +93,7 @@ if __name__ == "__main__":
     from torch_brain.utils.stitcher import stitch
     sizes = [int(float(x)) for x in sys.argv[1].split(",")]
     orders = sys.argv[2].split(",")
-    print(json.dumps(time_stitch(stitch, sizes, orders, int(sys.argv[3]))))
+    print(json.dumps(time_stitch(stitch, sizes, orders, int(sys.argv[3]), float(sys.argv[4]))))
 '''
 
 ORDERS = ["window", "shuffled"]
@@ -247,22 +250,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", nargs="+", default=["1e6", "1e7"])
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--min-time", type=float, default=0.25)
     parser.add_argument("--skip-peer", action="store_true")
     parser.add_argument("--skip-evaluator", action="store_true")
     args = parser.parse_args()
     sizes = [int(float(s)) for s in args.sizes]
     torch.set_num_threads(2)
 
-    result: dict = {"threads": 2, "repeats": args.repeats, "sizes": sizes, "orders": ORDERS}
+    result: dict = {"threads": 2, "repeats": args.repeats, "min_time_s": args.min_time, "sizes": sizes,
+                    "orders": ORDERS}
     ns = _namespace()
     from torch_brain.utils.stitcher import stitch
 
-    ours = ns["time_stitch"](stitch, sizes, ORDERS, args.repeats)
+    ours = ns["time_stitch"](stitch, sizes, ORDERS, args.repeats, args.min_time)
     result["ours"] = ours
     if not args.skip_peer:
         source = WORKLOAD.replace("from torch_brain.utils.stitcher import stitch",
                                   "from torch_brain.utils.stitcher import stitch  # the peer's")
-        peer = run_peer(source, ",".join(map(str, sizes)), ",".join(ORDERS), str(args.repeats), threads=2)
+        peer = run_peer(source, ",".join(map(str, sizes)), ",".join(ORDERS), str(args.repeats), str(args.min_time),
+                        threads=2)
         result["peer"] = peer
         result["speedup_vs_peer"] = {k: peer[k]["seconds"] / ours[k]["seconds"] for k in ours}
         result["same_output_as_peer"] = {
