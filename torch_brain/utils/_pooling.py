@@ -42,6 +42,8 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from torch_brain._malloc import prime_mmap_threshold as _prime_allocator
+
 __all__: list[str] = []
 
 # below this many rows the CPU path uses torch ops (lower fixed cost than NumPy round trips)
@@ -417,24 +419,6 @@ def _np_pool(keys: np.ndarray, values: np.ndarray, acc: np.dtype | None,
     if _has_nan(keys):  # the halves may give up before reading every key
         raise _NaNKeys
     return _np_pool_serial(keys, values, acc, divide)
-
-
-_primed_pid: int | None = None
-
-
-def _prime_allocator() -> None:
-    """Once per process: map and free a 32 MiB block.
-
-    glibc serves blocks above its mmap threshold (128 KiB at start) with fresh mappings that are
-    unmapped on free; the block pipeline's per-block temporaries (~0.5 MiB) would be paged in
-    again for every block. Freeing one mapped block raises the threshold to that block's size,
-    as glibc does after any such free, so later temporaries are recycled from the heap. Elsewhere
-    this only costs one allocation.
-    """
-    global _primed_pid
-    if _primed_pid != os.getpid():
-        _primed_pid = os.getpid()
-        np.empty((1 << 25) - (1 << 16), dtype=np.uint8)  # dropped at once: allocated and freed
 
 
 def _later_minima(keys: np.ndarray, high: float | None = None) -> np.ndarray:
