@@ -108,6 +108,33 @@ def test_padding_does_not_change_outputs_and_padded_units_get_no_grad():
     assert torch.all(grad[0] == 0) and torch.any(grad[1:] != 0)
 
 
+def test_latent_grid_path_equals_per_token_rotation(monkeypatch):
+    from torch_brain.nn import RotarySelfAttention
+
+    model = _model().train()
+    batch = _batch(model, sizes=tuple(8 + i % 5 for i in range(32)))  # B * N = 256 >= 4 * G * dim
+    taken = []
+    grid_forward = RotarySelfAttention._forward_grid
+    monkeypatch.setattr(RotarySelfAttention, "_forward_grid", lambda *a: taken.append(1) or grid_forward(*a))
+
+    def outputs_and_grads():
+        torch.manual_seed(7)  # same dropout masks
+        model.zero_grad()
+        out = model(**batch["model_inputs"])
+        sum((v * torch.linspace(-1, 1, v.numel()).view_as(v)).sum() for v in out.values()).backward()
+        return out, [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    out, grads = outputs_and_grads()
+    assert len(taken) == TINY["depth"]
+    monkeypatch.setattr(model.rotary, "grid", lambda timestamps: None)
+    ref_out, ref_grads = outputs_and_grads()
+    assert len(taken) == TINY["depth"]
+    for task in ref_out:
+        torch.testing.assert_close(out[task], ref_out[task], atol=1e-5, rtol=1e-4)
+    for a, r in zip(grads, ref_grads):
+        torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-4)
+
+
 def test_task_absent_from_batch_is_left_out():
     model = _model()
     batch = _batch(model, tasks=("cursor_velocity_2d",))

@@ -215,3 +215,71 @@ def test_feedforward_matches_plain_ops_and_grads(recompute):
     ff(x).sum().backward()
     for p, r in zip(ff.parameters(), ref_grads):
         torch.testing.assert_close(p.grad, r)
+
+
+def _grid_times(b, g, run, step=0.125):
+    return ((torch.arange(g, dtype=torch.float32) + 0.5) * step).repeat_interleave(run).expand(b, g * run).contiguous()
+
+
+def test_time_grid_is_found_only_for_a_shared_grid_and_matches_per_token_angles():
+    rope = RotaryTimeEmbedding(8, t_min=T_MIN, t_max=T_MAX)
+    t = _grid_times(3, 4, 5)
+    grid = rope.grid(t)
+    assert grid is not None and (grid.run, grid.batch, tuple(grid.cos.shape)) == (5, 3, (4, 4))
+    cos, sin = rope(t)
+    assert torch.equal(grid.per_token()[0], cos) and torch.equal(grid.per_token()[1], sin)
+    assert rope.grid(torch.full((2, 6), 0.5)).run == 6  # one run
+    other_row = t.clone()
+    other_row[1] += 1.0  # a window that starts elsewhere
+    uneven = torch.tensor([[0.1, 0.1, 0.2, 0.2, 0.2, 0.3]])
+    with_nan = t.clone()
+    with_nan[:, 0] = float("nan")
+    for bad in (other_row, uneven, with_nan, torch.zeros(0, 4), torch.zeros(2, 0)):
+        assert rope.grid(bad) is None
+
+
+@pytest.mark.parametrize("rotate_value", [True, False])
+@pytest.mark.parametrize("masked", [False, True])
+def test_self_attention_on_a_time_grid_matches_per_token_rotation(rotate_value, masked, monkeypatch):
+    torch.manual_seed(4)
+    b, g, run, d, heads, dh = 4, 2, 8, 8, 3, 8  # 4 * G * d = 64 <= B * N = 64: the grid path is taken
+    mod = RotarySelfAttention(dim=d, heads=heads, dim_head=dh, rotate_value=rotate_value)
+    with torch.no_grad():
+        mod.to_out.bias.normal_()
+    rope = RotaryTimeEmbedding(dh // 2, t_min=T_MIN, t_max=T_MAX)
+    t = _grid_times(b, g, run)
+    mask = None
+    if masked:
+        mask = torch.rand(b, g * run) > 0.3
+        mask[:, 0] = True
+    taken = []
+    grid_forward = RotarySelfAttention._forward_grid
+    monkeypatch.setattr(RotarySelfAttention, "_forward_grid", lambda *a: taken.append(1) or grid_forward(*a))
+    x = torch.randn(b, g * run, d, requires_grad=True)
+    out = mod(x, rope.grid(t), mask)
+    assert taken == [1]
+    for i in range(b):  # the float64 reference
+        keys = np.ones(g * run, bool) if mask is None else mask[i].numpy()
+        ref = _naive_attention(mod, x[i].detach().double().numpy(), None, t[i].double().numpy(),
+                               t[i].double().numpy(), keys, heads, dh, rotate_value, self_attn=True)
+        np.testing.assert_allclose(out[i].detach().numpy(), ref, atol=1e-5, rtol=0)
+    # gradients equal those of the per-token rotation
+    weights = torch.randn_like(out)
+    grads = torch.autograd.grad((out * weights).sum(), [x, *mod.parameters()])
+    ref_out = mod(x, rope(t), mask)
+    ref_grads = torch.autograd.grad((ref_out * weights).sum(), [x, *mod.parameters()])
+    for a, r in zip(grads, ref_grads):
+        torch.testing.assert_close(a, r, atol=1e-5, rtol=1e-4)
+
+
+def test_self_attention_expands_a_grid_that_does_not_pay(monkeypatch):
+    torch.manual_seed(5)
+    b, g, run, d = 2, 4, 2, 16  # 4 * G * d = 256 > B * N = 16: per-token angles
+    mod = RotarySelfAttention(dim=d, heads=2, dim_head=8)
+    rope = RotaryTimeEmbedding(4, t_min=T_MIN, t_max=T_MAX)
+    t = _grid_times(b, g, run)
+    monkeypatch.setattr(RotarySelfAttention, "_forward_grid", lambda *a: pytest.fail("grid path taken"))
+    x = torch.randn(b, g * run, d)
+    torch.testing.assert_close(mod(x, rope.grid(t)), mod(x, rope(t)), atol=0, rtol=0)
+    with pytest.raises(ValueError, match="TimeGrid for"):
+        mod(x[:1], rope.grid(t))

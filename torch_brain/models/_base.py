@@ -239,8 +239,10 @@ class POYOBase(nn.Module):
 
         latents = latents + self.enc_atn(latents, table, latent_rot, input_rot, input_mask, context_index=token_row)
         latents = latents + self.enc_ffn(latents)
+        # every window's latents sit at the same few times: the self-attention rotates weights per time
+        latent_grid = self.rotary.grid(latent_timestamps)
         for self_atn, ffn in self.proc_layers:
-            latents = latents + self_atn(latents, latent_rot)
+            latents = latents + self_atn(latents, latent_rot if latent_grid is None else latent_grid)
             latents = latents + ffn(latents)
         out = queries + self.dec_atn(queries, latents, output_rot, latent_rot)
         out = out + self.dec_ffn(out)

@@ -6,7 +6,7 @@ from torch_brain.nn.embedding import InfiniteVocabEmbedding
 from torch_brain.nn.feedforward import FeedForward, geglu
 from torch_brain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, weighted_mean
 from torch_brain.nn.readout import MultitaskReadout, ReadoutTargets, in_intervals, prepare_readout
-from torch_brain.nn.rotary import RotaryTimeEmbedding, apply_rotary, rotate
+from torch_brain.nn.rotary import RotaryTimeEmbedding, TimeGrid, apply_rotary, rotate
 
 __all__ = [
     "BCEWithLogitsLoss",
@@ -20,6 +20,7 @@ __all__ = [
     "RotaryCrossAttention",
     "RotarySelfAttention",
     "RotaryTimeEmbedding",
+    "TimeGrid",
     "apply_rotary",
     "geglu",
     "in_intervals",

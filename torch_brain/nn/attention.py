@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torch_brain.nn.rotary import apply_rotary, rotate
+from torch_brain.nn.rotary import TimeGrid, apply_rotary, rotate
 
 __all__ = ["RotaryCrossAttention", "RotarySelfAttention"]
 
@@ -136,8 +136,15 @@ class RotarySelfAttention(nn.Module):
         rotate_value: rotate values by key times and outputs back by query times.
 
     Shapes:
-        x (B, N, dim), x_rotary: (cos, sin) for the N timestamps, x_mask (B, N) bool or None
-        -> (B, N, dim). The residual is *not* added.
+        x (B, N, dim), x_rotary: (cos, sin) for the N timestamps, or a
+        :class:`~torch_brain.nn.TimeGrid` for them; x_mask (B, N) bool or None -> (B, N, dim).
+        The residual is *not* added.
+
+    With a :class:`~torch_brain.nn.TimeGrid` (a latent grid: G distinct times), the rotations are
+    applied to the projection weights once per time (``R(t) W``, and ``W_out R(-t)`` for the
+    outputs) instead of to the activations once per token; tokens are grouped by time for the
+    projections. The result is the same up to float rounding, and cheaper when G * dim is small
+    against B * N (otherwise the grid is expanded to per-token angles).
     """
 
     def __init__(self, *, dim: int, heads: int = 8, dim_head: int = 64, dropout: float = 0.0,
@@ -151,8 +158,19 @@ class RotarySelfAttention(nn.Module):
         self.to_qkv = nn.Linear(dim, 3 * inner, bias=False)
         self.to_out = nn.Linear(inner, dim)
 
-    def forward(self, x: Tensor, x_rotary: Rotary, x_mask: Tensor | None = None) -> Tensor:
-        b, n, _ = x.shape
+    def forward(self, x: Tensor, x_rotary: Rotary | TimeGrid, x_mask: Tensor | None = None) -> Tensor:
+        b, n, dim = x.shape
+        if isinstance(x_rotary, TimeGrid):
+            g = x_rotary.cos.shape[0]
+            if (x_rotary.batch, g * x_rotary.run) != (b, n):
+                raise ValueError(
+                    f"x_rotary is a TimeGrid for (B, N) = {(x_rotary.batch, g * x_rotary.run)} timestamps, "
+                    f"but x is {tuple(x.shape)}; make the grid from the timestamps of x."
+                )
+            # weights rotated per time (G x 3*inner x dim values) against activations per token
+            if 4 * g * dim <= b * n:
+                return self._forward_grid(x, x_rotary, x_mask)
+            x_rotary = x_rotary.per_token()
         qkv = self.to_qkv(self.norm(x)).view(b, n, 3 * self.heads, -1)  # [B, N, 3H, Dh]
         cos, sin = x_rotary
         # rotate queries and keys (and values) in one pass over the fused projection
@@ -167,3 +185,46 @@ class RotarySelfAttention(nn.Module):
         if self.rotate_value:
             out = apply_rotary(out, *x_rotary, inverse=True)
         return self.to_out(_merge_heads(out))
+
+    def _forward_grid(self, x: Tensor, grid: TimeGrid, x_mask: Tensor | None) -> Tensor:
+        """:meth:`forward` with the rotations folded into per-time weights (see the class doc)."""
+        b, n, dim = x.shape
+        g, run, h = grid.cos.shape[0], grid.run, self.heads
+        w = self.to_qkv.weight.view(3 * h, -1, dim)  # [3H, Dh, dim]: rows are output features
+        dh = w.shape[1]
+        if self.rotate_value:
+            w = _rotate_rows(w, grid.cos, grid.sin)  # [G, 3H, Dh, dim]
+        else:
+            w = torch.cat([_rotate_rows(w[: 2 * h], grid.cos, grid.sin), w[2 * h :].expand(g, h, dh, dim)], dim=1)
+        qkv = torch.bmm(_by_time(self.norm(x), g, run), w.view(g, 3 * h * dh, dim).transpose(1, 2))
+        qkv = _from_time(qkv, b, run).view(b, n, 3 * h, dh)
+        q, k, v = qkv.split(h, dim=2)
+        out = _merge_heads(_attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), x_mask,
+                                   self.dropout if self.training else 0.0))  # [B, N, H*Dh]
+        if not self.rotate_value:
+            return self.to_out(out)
+        # to_out(R(-t) o) = o @ (R(t) W_out^T): rows of W_out^T (input features) rotated by +t
+        w_out = _rotate_rows(self.to_out.weight.t().view(h, dh, dim), grid.cos, grid.sin)  # [G, H, Dh, dim]
+        y = torch.bmm(_by_time(out, g, run), w_out.view(g, h * dh, dim))
+        return _from_time(y, b, run) + self.to_out.bias
+
+
+def _rotate_rows(w: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
+    """Rotate rows (j, j + half) of ``w`` (..., Dh, X) by each of G angles: (G, half) -> (G, ..., Dh, X)."""
+    half = cos.shape[-1]
+    shape = (cos.shape[0],) + (1,) * (w.dim() - 2) + (half, 1)
+    cos, sin = cos.to(w.dtype).view(shape), sin.to(w.dtype).view(shape)
+    w1, w2, rest = w[..., :half, :], w[..., half : 2 * half, :], w[..., 2 * half :, :]
+    return torch.cat([w1 * cos - w2 * sin, w2 * cos + w1 * sin, rest.expand(cos.shape[:1] + rest.shape)], dim=-2)
+
+
+def _by_time(x: Tensor, g: int, run: int) -> Tensor:
+    """(B, G*run, F) -> (G, B*run, F): the tokens of each time together."""
+    b, _, f = x.shape
+    return x.reshape(b, g, run, f).transpose(0, 1).reshape(g, b * run, f)
+
+
+def _from_time(y: Tensor, b: int, run: int) -> Tensor:
+    """Inverse of :func:`_by_time`: (G, B*run, F) -> (B, G*run, F)."""
+    g, _, f = y.shape
+    return y.view(g, b, run, f).transpose(0, 1).reshape(b, g * run, f)

@@ -3,11 +3,39 @@
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["RotaryTimeEmbedding", "apply_rotary", "rotate"]
+__all__ = ["RotaryTimeEmbedding", "TimeGrid", "apply_rotary", "rotate"]
+
+
+class TimeGrid(NamedTuple):
+    """Rotary angles of timestamps (B, N) whose rows are all the same G runs of ``run`` equal times.
+
+    A latent grid is such a set: every window of a batch has its latents at the same times
+    (relative to the window start), ``num_latents_per_step`` of them per step. Made by
+    :meth:`RotaryTimeEmbedding.grid`; :class:`~torch_brain.nn.RotarySelfAttention` then rotates its
+    projection weights once per run time instead of its activations once per token.
+
+    Attributes:
+        cos: (G, rotate_dim // 2) cosines of the G run times, in row order.
+        sin: (G, rotate_dim // 2) sines.
+        run: tokens per run (N = G * run).
+        batch: B.
+    """
+
+    cos: Tensor
+    sin: Tensor
+    run: int
+    batch: int
+
+    def per_token(self) -> tuple[Tensor, Tensor]:
+        """(cos, sin), each (B, N, rotate_dim // 2): what :class:`RotaryTimeEmbedding` gives per token."""
+        shape = (self.batch, self.cos.shape[0] * self.run, self.cos.shape[1])
+        cos, sin = (a.repeat_interleave(self.run, dim=0).expand(shape) for a in (self.cos, self.sin))
+        return cos, sin
 
 
 class RotaryTimeEmbedding(nn.Module):
@@ -54,6 +82,33 @@ class RotaryTimeEmbedding(nn.Module):
         # angle: [B, N, half] in float64; cos/sin returned in float32
         angle = timestamps.to(torch.float64).unsqueeze(-1) * omega
         return angle.cos().float(), angle.sin().float()
+
+    def grid(self, timestamps: Tensor) -> TimeGrid | None:
+        """Angles of a latent grid, or None if ``timestamps`` is not one.
+
+        Args:
+            timestamps: (B, N) times in seconds.
+
+        Returns:
+            A :class:`TimeGrid` if every row of ``timestamps`` equals the first and the first is
+            made of runs of equal times, all as long as its first run; otherwise None. Its angles
+            are those :meth:`forward` gives for the same times.
+        """
+        if timestamps.ndim != 2 or timestamps.shape[0] == 0 or timestamps.shape[1] == 0:
+            return None
+        row = timestamps[0]
+        if not torch.equal(timestamps, row.expand_as(timestamps)):  # also False for NaN
+            return None
+        changes = torch.nonzero(row != row[0])
+        n = row.shape[0]
+        run = int(changes[0, 0]) if changes.numel() else n
+        if n % run:
+            return None
+        runs = row.view(n // run, run)
+        if not torch.equal(runs, runs[:, :1].expand_as(runs)):
+            return None
+        cos, sin = self(runs[:, 0])
+        return TimeGrid(cos, sin, run, timestamps.shape[0])
 
 
 def _rotate_out(x: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
