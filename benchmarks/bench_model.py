@@ -14,6 +14,7 @@ The same workload source runs in a fresh process for us and for the peer (both p
 
 Usage:
     .venv/bin/python benchmarks/bench_model.py [--steps 15] [--infer 8] [--rounds 2] [--threads 2] [--skip-peer]
+        [--profile STEPS]
 
 Prints one JSON object.
 """
@@ -37,7 +38,7 @@ import json, resource, sys, time
 import numpy as np
 import torch
 
-DIM, STEPS, INFER, THREADS = (int(a) for a in sys.argv[1:5])
+DIM, STEPS, INFER, THREADS, PROFILE = (int(a) for a in sys.argv[1:6])
 torch.set_num_threads(THREADS)
 from torch_brain.models import POYOPlus
 from torch_brain.optim import SparseLamb
@@ -130,6 +131,20 @@ for i in range(STEPS):
 train_s = sum(step_s)
 rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
+kernels = None
+if PROFILE:  # per-step time of the attention kernels, of the matmuls, and of everything else
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        for i in range(PROFILE):
+            train_step(batches[i % len(batches)])
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events)
+    sdpa = sum(e.self_cpu_time_total for e in events if "scaled_dot_product" in e.key or "flash_attention" in e.key)
+    matmul = sum(e.self_cpu_time_total for e in events if e.key in ("aten::mm", "aten::bmm", "aten::addmm", "aten::baddbmm"))
+    kernels = {"sdpa_ms": sdpa / PROFILE / 1e3, "matmul_ms": matmul / PROFILE / 1e3,
+               "other_ms": (total - sdpa - matmul) / PROFILE / 1e3, "profiled_steps": PROFILE}
+
 windows_per_s = None
 if INFER:
     model.eval()
@@ -146,7 +161,7 @@ print(json.dumps({
     "dim": DIM, "steps": STEPS, "steps_per_s": 1.0 / float(np.median(step_s)), "steps_per_s_mean": STEPS / train_s,
     "step_ms": [round(1e3 * t, 1) for t in step_s], "peak_rss_mib_train": rss_train,
     "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    "inference_windows_per_s": windows_per_s, "spikes_per_window": spikes_per_window,
+    "inference_windows_per_s": windows_per_s, "spikes_per_window": spikes_per_window, "profile": kernels,
     "torch": torch.__version__,
 }))
 '''
@@ -178,6 +193,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating ours/peer rounds per dim")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each side (the issue: 2)")
     parser.add_argument("--skip-peer", action="store_true", help="only measure ours")
+    parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
+                        help="also run STEPS training steps under torch.profiler (after the timed ones) and report "
+                        "the per-step time of the SDPA kernels, of the matmuls and of everything else")
     args = parser.parse_args()
 
     results: dict = {"benchmark": "model_training_step", "threads": args.threads, "batch_size": 32,
@@ -186,7 +204,7 @@ def main() -> None:
     for dim in (64, 128):
         ours_runs, peer_runs = [], []
         for _ in range(args.rounds):  # alternate, so that both sides see the same machine load
-            argv = (str(dim), str(args.steps), str(args.infer), str(args.threads))
+            argv = (str(dim), str(args.steps), str(args.infer), str(args.threads), str(args.profile))
             ours_runs.append(_run_ours(*argv))
             if not args.skip_peer:
                 peer_runs.append(run_peer(WORKLOAD, *argv, threads=args.threads, timeout=900))
