@@ -196,7 +196,7 @@ class RotarySelfAttention(nn.Module):
             w = _rotate_rows(w, grid.cos, grid.sin)  # [G, 3H, Dh, dim]
         else:
             w = torch.cat([_rotate_rows(w[: 2 * h], grid.cos, grid.sin), w[2 * h :].expand(g, h, dh, dim)], dim=1)
-        qkv = torch.bmm(_by_time(self.norm(x), g, run), w.view(g, 3 * h * dh, dim).transpose(1, 2))
+        qkv = torch.bmm(_by_time(self.norm(x), g, run), w.reshape(g, 3 * h * dh, dim).transpose(1, 2))
         qkv = _from_time(qkv, b, run).view(b, n, 3 * h, dh)
         q, k, v = qkv.split(h, dim=2)
         out = _merge_heads(_attend(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2), x_mask,
@@ -205,17 +205,19 @@ class RotarySelfAttention(nn.Module):
             return self.to_out(out)
         # to_out(R(-t) o) = o @ (R(t) W_out^T): rows of W_out^T (input features) rotated by +t
         w_out = _rotate_rows(self.to_out.weight.t().view(h, dh, dim), grid.cos, grid.sin)  # [G, H, Dh, dim]
-        y = torch.bmm(_by_time(out, g, run), w_out.view(g, h * dh, dim))
+        y = torch.bmm(_by_time(out, g, run), w_out.reshape(g, h * dh, dim))
         return _from_time(y, b, run) + self.to_out.bias
 
 
 def _rotate_rows(w: Tensor, cos: Tensor, sin: Tensor) -> Tensor:
-    """Rotate rows (j, j + half) of ``w`` (..., Dh, X) by each of G angles: (G, half) -> (G, ..., Dh, X)."""
-    half = cos.shape[-1]
-    shape = (cos.shape[0],) + (1,) * (w.dim() - 2) + (half, 1)
-    cos, sin = cos.to(w.dtype).view(shape), sin.to(w.dtype).view(shape)
-    w1, w2, rest = w[..., :half, :], w[..., half : 2 * half, :], w[..., 2 * half :, :]
-    return torch.cat([w1 * cos - w2 * sin, w2 * cos + w1 * sin, rest.expand(cos.shape[:1] + rest.shape)], dim=-2)
+    """Rotate rows (j, j + half) of ``w`` (..., Dh, X) by each of G angles: (G, half) -> (G, ..., Dh, X).
+
+    The rotation is :func:`~torch_brain.nn.rotate` (same planes and sign) applied along Dh.
+    """
+    g, half = cos.shape
+    wt = w.transpose(-1, -2)  # [..., X, Dh]
+    angles = (g,) + (1,) * (wt.dim() - 1) + (half,)
+    return rotate(wt.expand(g, *wt.shape), cos.view(angles), sin.view(angles)).transpose(-1, -2)
 
 
 def _by_time(x: Tensor, g: int, run: int) -> Tensor:
