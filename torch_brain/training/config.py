@@ -88,6 +88,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "log_every_n_steps": 10,
         "steps_per_epoch": None,  # length of one training "epoch" in batches; default: the sampler's
         "enable_progress_bar": True,
+        "progress_every_n_steps": 50,  # when stdout is not a terminal: one progress line per N steps
     },
     "checkpoint": {
         "monitor": "average_val_metric",

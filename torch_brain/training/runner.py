@@ -23,6 +23,7 @@ import torch
 from torch_brain.training.config import dump_config, load_config
 from torch_brain.training.datamodule import DecodingDataModule
 from torch_brain.training.module import NeuralDecoder
+from torch_brain.training.progress import make_progress_bar
 from torch_brain.training.run_dir import (
     AtomicCheckpointIO,
     HistoryCallback,
@@ -181,6 +182,8 @@ def build_trainer(
         cbs.append(HistoryCallback(run_dir / "history.json"))
         if evaluating:
             cbs.append(_FinalValidation())
+    if t["enable_progress_bar"]:
+        cbs.append(make_progress_bar(every_n_steps=int(t["progress_every_n_steps"])))
     cbs.extend(callbacks)
     kwargs: dict[str, Any] = {
         "max_steps": int(max_steps if max_steps is not None else t["max_steps"]),
