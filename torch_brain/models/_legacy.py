@@ -88,7 +88,7 @@ def _refuse(path: Path, message: str) -> ValueError:
 
 def convert_state(cls: type, checkpoint: Mapping, state: Mapping[str, Any], path: Path,
                   overrides: Mapping[str, Any], legacy_task_ids: Mapping[str, int] | None = None,
-                  ) -> tuple[dict[str, Any], dict[str, Any], Any]:
+                  prefix: str = "") -> tuple[dict[str, Any], dict[str, Any], Any]:
     """Rewrite a 0.1.x state dict into ours.
 
     Args:
@@ -98,6 +98,7 @@ def convert_state(cls: type, checkpoint: Mapping, state: Mapping[str, Any], path
         path: the file (for messages).
         overrides: constructor arguments the caller passes (``readout_spec(s)`` among them).
         legacy_task_ids: 0.1.x registry ids of tasks missing from :data:`TASK_IDS_0_1`.
+        prefix: the stripped prefix (named in messages).
 
     Returns:
         (constructor arguments, state dict in our layout, the checkpoint's task specs: a
@@ -106,7 +107,16 @@ def convert_state(cls: type, checkpoint: Mapping, state: Mapping[str, Any], path
     Raises:
         ValueError: a key that cannot be mapped (named), or missing hyper-parameters.
     """
-    state = dict(state)
+    try:
+        return _convert(cls, checkpoint, dict(state), path, overrides, legacy_task_ids)
+    except ValueError as err:
+        if not prefix:
+            raise
+        raise ValueError(f"{err} (keys are named without the checkpoint's {prefix!r} prefix)") from None
+
+
+def _convert(cls: type, checkpoint: Mapping, state: dict[str, Any], path: Path, overrides: Mapping[str, Any],
+             legacy_task_ids: Mapping[str, int] | None) -> tuple[dict[str, Any], dict[str, Any], Any]:
     if "input_value_map.weight" in state:
         raise _refuse(path, "'input_value_map.weight' shows a CalciumPOYOPlus (calcium traces), which has no "
                       "counterpart in this torch_brain; only POYO and POYOPlus checkpoints load.")

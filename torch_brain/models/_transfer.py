@@ -92,7 +92,8 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
     state = {k[len(prefix):]: v for k, v in full.items() if isinstance(k, str) and k.startswith(prefix)}
 
     if _legacy.is_legacy_state(state):
-        hparams, state, ckpt_specs = _legacy.convert_state(cls, ckpt, state, path, overrides, legacy_task_ids)
+        hparams, state, ckpt_specs = _legacy.convert_state(cls, ckpt, state, path, overrides, legacy_task_ids,
+                                                              prefix)
     else:
         hparams, ckpt_specs = _our_hparams(cls, ckpt, state, path, overrides)
     hparams.update(overrides)

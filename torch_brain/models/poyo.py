@@ -150,6 +150,9 @@ class POYO(POYOBase):
             weights_only: passed to ``torch.load``.
             **overrides: constructor arguments replacing the checkpoint's.
 
+        A checkpoint written by torch_brain 0.1.x loads too; it does not record its task, so pass
+        ``readout_spec`` (as 0.1.x's own ``load_pretrained`` required).
+
         Raises:
             FileNotFoundError, ValueError: see :meth:`POYOPlus.load_pretrained`.
         """

@@ -195,7 +195,7 @@ class POYOPlus(POYOBase):
     def load_pretrained(cls, checkpoint_path: str | Path, *,
                         readout_specs: Mapping[str, _registry.ModalitySpec] | None = None,
                         skip_readout: bool = False, map_location: Any = "cpu", weights_only: bool = True,
-                        **overrides: Any) -> "POYOPlus":
+                        legacy_task_ids: Mapping[str, int] | None = None, **overrides: Any) -> "POYOPlus":
         """Build a POYOPlus from a checkpoint: hyper-parameters, vocabularies and weights.
 
         Args:
@@ -207,7 +207,13 @@ class POYOPlus(POYOBase):
             map_location: passed to ``torch.load``.
             weights_only: passed to ``torch.load``; set False only for checkpoints you trust that
                 hold pickled Python objects.
+            legacy_task_ids: for a torch_brain 0.1.x checkpoint only: the 0.1.x registry ids of
+                tasks that 0.1.x user code registered (0.1.x numbered them in registration order;
+                its built-ins are known), e.g. ``{"eye_position_2d": 20}``.
             **overrides: constructor arguments that replace the checkpoint's (e.g. dropouts).
+
+        A checkpoint written by torch_brain 0.1.x loads too (see the "Coming from torch_brain
+        0.1.x" docs page): its weights are mapped onto this model and predict what 0.1.x did.
 
         Raises:
             FileNotFoundError: no file at ``checkpoint_path``.
@@ -219,7 +225,7 @@ class POYOPlus(POYOBase):
         if readout_specs is not None:
             overrides["readout_specs"] = readout_specs
         return load_pretrained(cls, checkpoint_path, skip_readout=skip_readout, map_location=map_location,
-                               weights_only=weights_only, overrides=overrides)
+                               weights_only=weights_only, overrides=overrides, legacy_task_ids=legacy_task_ids)
 
 
 def _session_str(data: Any) -> str:
