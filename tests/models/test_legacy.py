@@ -205,3 +205,11 @@ def test_what_cannot_be_mapped_is_refused_by_name(tmp_path, cls, path, change, k
 def test_missing_sequence_length_can_be_passed(tmp_path):
     path = _edit(tmp_path, lambda c: c["hyper_parameters"]["model"].pop("sequence_length"))
     assert POYOPlus.load_pretrained(path, sequence_length=1.0).sequence_length == 1.0
+
+
+def test_poyo_refuses_a_0_1_readout_config_entry_instead_of_ignoring_it():
+    model = POYO.load_pretrained(POYO_CKPT, readout_spec="cursor_velocity_2d")
+    window = _window(_saved("poyo"), 0, [])
+    window.config = {"readout": {"readout_id": "cursor_velocity_2d", "normalize_std": 2.0}}
+    with pytest.raises(ValueError, match=r"0\.1\.x 'readout' entry.*multitask_readout"):
+        model.tokenize(window)

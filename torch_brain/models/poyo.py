@@ -116,6 +116,11 @@ class POYO(POYOBase):
         inputs, session_index = self._tokenize_inputs(data)
         config = getattr(data, "config", None)
         entry = None
+        if isinstance(config, Mapping) and "readout" in config and "multitask_readout" not in config:
+            raise ValueError(
+                f"data.config of session {str(data.session.id)!r} has a torch_brain 0.1.x 'readout' entry, which "
+                "this POYO does not read; rename it: `multitask_readout: [{readout_id: ..., ...}]` (a list)."
+            )
         if isinstance(config, Mapping):
             for e in config.get("multitask_readout") or []:
                 if isinstance(e, Mapping) and e.get("readout_id") == self.readout_spec.name:
