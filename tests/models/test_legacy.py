@@ -213,3 +213,15 @@ def test_poyo_refuses_a_0_1_readout_config_entry_instead_of_ignoring_it():
     window.config = {"readout": {"readout_id": "cursor_velocity_2d", "normalize_std": 2.0}}
     with pytest.raises(ValueError, match=r"0\.1\.x 'readout' entry.*multitask_readout"):
         model.tokenize(window)
+
+
+def test_plain_0_1_state_dict_loads_with_window_arguments(tmp_path):
+    """``torch.save(model.state_dict())`` from 0.1.x: no hyper_parameters, the rest from the weights."""
+    sd = {k[len("model."):]: v for k, v in _raw()["state_dict"].items()}
+    path = _write(sd, tmp_path, "plain.pt")
+    with pytest.raises(ValueError, match="no 'sequence_length'"):
+        POYOPlus.load_pretrained(path)
+    model = POYOPlus.load_pretrained(path, sequence_length=1.0, latent_step=0.25)
+    saved = _saved("poyo_plus")
+    pred = _predict(model, saved, ["cursor_velocity_2d"])["cursor_velocity_2d"]
+    torch.testing.assert_close(pred, torch.from_numpy(saved["pred_cursor_velocity_2d"]), atol=1e-4, rtol=0)
