@@ -58,11 +58,12 @@ _RENAMES = (  # 0.1.x feed-forward blocks were Sequential(LayerNorm, FeedForward
     (re.compile(r"^(enc_ffn|dec_ffn|proc_layers\.\d+\.1)\.1\.net\.0\.(weight|bias)$"), r"\1.w1.\2"),
     (re.compile(r"^(enc_ffn|dec_ffn|proc_layers\.\d+\.1)\.1\.net\.3\.(weight|bias)$"), r"\1.w2.\2"),
 )
+_ATN = r"(enc_atn|dec_atn|proc_layers\.\d+\.0)"  # attention blocks (proc_layers.i.0 is the self-attention)
 _SAME = re.compile(
     r"^(token_type_emb\.weight|latent_emb\.weight|readout\.(weight|bias)|readout\.projections\.[^.]+\.(weight|bias)"
-    r"|(enc_atn|dec_atn|proc_layers\.\d+\.0)\.(norm|norm_context)\.(weight|bias)|(enc_atn|dec_atn|proc_layers\.\d+\.0)\.to_out\.bias)$"
+    rf"|{_ATN}\.(norm|norm_context)\.(weight|bias)|{_ATN}\.to_out\.bias)$"
 )
-_PROJ = re.compile(r"^(enc_atn|dec_atn|proc_layers\.\d+\.0)\.(to_q|to_kv|to_qkv|to_out)\.weight$")
+_PROJ = re.compile(rf"^{_ATN}\.(to_q|to_kv|to_qkv|to_out)\.weight$")
 _CHUNKS = {"to_q": 1, "to_kv": 2, "to_qkv": 3}
 
 
@@ -291,7 +292,8 @@ def _permute_projection(weight: Tensor, kind: str, perm: Tensor, key: str, path:
         dim = weight.shape[0]
         return weight.reshape(dim, -1, dim_head)[:, :, perm].reshape(dim, -1).clone()
     if weight.shape[0] % (_CHUNKS[kind] * dim_head):  # rows: [q | k | v], each heads x dim_head
-        raise _refuse(path, f"{key!r} {tuple(weight.shape)} is not ({_CHUNKS[kind]} x heads x dim_head={dim_head}, dim).")
+        raise _refuse(path, f"{key!r} {tuple(weight.shape)} is not "
+                      f"({_CHUNKS[kind]} x heads x dim_head={dim_head}, dim).")
     return weight.reshape(-1, dim_head, weight.shape[1])[:, perm].reshape(weight.shape).clone()
 
 
@@ -332,6 +334,7 @@ def _task_rows(saved: Tensor, specs: Mapping, legacy_task_ids: Mapping[str, int]
                           "(0.1.x numbered user-registered tasks in registration order); pass "
                           f"legacy_task_ids={{{name!r}: id}} with the id 0.1.x's register_modality returned.")
         if not 0 < ids[name] < saved.shape[0]:
-            raise _refuse(path, f"'task_emb.weight' {tuple(saved.shape)} has no row {ids[name]} (0.1.x id of {name!r}).")
+            raise _refuse(path, f"'task_emb.weight' {tuple(saved.shape)} has no row {ids[name]} "
+                          f"(the 0.1.x id of {name!r}).")
         rows.append(saved[ids[name]])
     return torch.stack(rows) if rows else saved[:0].clone()
