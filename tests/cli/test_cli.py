@@ -125,3 +125,21 @@ def test_prepare_delegates_to_brainsets(tmp_path, capsys):
     assert "wrote 1 file(s)" in capsys.readouterr().out
     assert main(args) == 2  # existing files are not replaced without --overwrite
     assert "torch-brain prepare: error:" in capsys.readouterr().err
+
+
+def test_finetune_from_a_torch_brain_0_1_2_checkpoint(config_file, tmp_path):
+    """`torch-brain finetune --checkpoint` takes a checkpoint written by torch_brain 0.1.2."""
+    from pathlib import Path
+
+    from torch_brain.models import POYOPlus
+
+    legacy = Path(__file__).parents[1] / "models" / "data" / "poyo_plus_0_1_2.ckpt"
+    ft = tmp_path / "ft"
+    assert main(["finetune", str(config_file), "trainer.max_steps=2", "--checkpoint", str(legacy),
+                 "--run-dir", str(ft)]) == 0
+    summary = json.loads((ft / "summary.json").read_text())
+    assert summary["pretrained"] == str(legacy) and summary["new_units"] == 24
+    # the fine-tuned model keeps the 0.1.2 architecture and vocabulary (plus the new ids)
+    model = POYOPlus.load_pretrained(ft / "checkpoints" / "last.ckpt")
+    assert model.dim == 8 and model.dim_head == 16 and len(model.rotary_periods) == 4
+    assert list(model.unit_emb.vocab)[:3] == ["200", "201", "202"]

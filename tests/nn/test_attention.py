@@ -157,11 +157,20 @@ def test_bad_mask(mask, exc, match):
 
 @pytest.mark.parametrize(
     "kwargs,match",
-    [(dict(rotate_dim=3), "rotate_dim must be an even int"), (dict(rotate_dim=4, t_min=2.0, t_max=1.0), "t_min < t_max")],
+    [(dict(rotate_dim=3), "rotate_dim must be an even int"), (dict(rotate_dim=4, t_min=2.0, t_max=1.0), "t_min < t_max"),
+     (dict(rotate_dim=4, periods=[1.0]), r"periods must be 2 positive numbers.*\[1\.0\]"),
+     (dict(rotate_dim=4, periods=[1.0, 0.0]), "periods must be 2 positive numbers")],
 )
 def test_rotary_bad_args(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RotaryTimeEmbedding(**kwargs)
+
+
+def test_rotary_explicit_periods_replace_the_log_spaced_ones():
+    rope = RotaryTimeEmbedding(4, t_min=0.01, t_max=2.0, periods=[0.3, 0.7])
+    np.testing.assert_allclose(rope.omega.numpy(), 2 * math.pi / np.array([0.3, 0.7]), rtol=1e-15)
+    cos, sin = rope(torch.tensor([[0.15]], dtype=torch.float64))
+    np.testing.assert_allclose(cos.numpy().ravel(), np.cos(2 * math.pi * 0.15 / np.array([0.3, 0.7])), atol=1e-7)
 
 
 def test_context_table_with_index_equals_dense_context():

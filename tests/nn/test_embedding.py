@@ -83,11 +83,53 @@ def test_state_dict_restores_vocab_into_lazy_module():
     [
         (lambda e: e.initialize_vocab(["a"]), ValueError, "already initialised"),
         (lambda e: InfiniteVocabEmbedding(4).initialize_vocab(["a", "a"]), ValueError, "duplicates"),
-        (lambda e: InfiniteVocabEmbedding(4).initialize_vocab("abc"), TypeError, "single str"),
-        (lambda e: InfiniteVocabEmbedding(4).initialize_vocab([1, 2]), TypeError, "must contain str ids"),
+        (lambda e: InfiniteVocabEmbedding(4).initialize_vocab("abc"), TypeError, "single id 'abc'"),
+        (lambda e: InfiniteVocabEmbedding(4).initialize_vocab(7), TypeError, "single id 7"),
+        (lambda e: InfiniteVocabEmbedding(4).initialize_vocab([1.0, 2.0]), TypeError, "str or integer ids.*float"),
+        (lambda e: InfiniteVocabEmbedding(4).initialize_vocab([True]), TypeError, "str or integer ids.*bool"),
+        (lambda e: InfiniteVocabEmbedding(4).initialize_vocab([7, "7"]), ValueError, r"duplicates \['7'\]"),
+        (lambda e: InfiniteVocabEmbedding(4).initialize_vocab([np.int64(7), 7]), ValueError, "duplicates"),
+        (lambda e: e.tokenizer([1.5]), TypeError, "str or integer ids"),
         (lambda e: InfiniteVocabEmbedding(4).extend_vocab(["a"]), ValueError, "call initialize_vocab first"),
     ],
 )
 def test_bad_inputs(call, exc, match):
     with pytest.raises(exc, match=match):
         call(_emb())
+
+
+# ---------------------------------------------------------------- integer ids (NWB unit ids, 0.1.x code)
+@pytest.mark.parametrize("ids", [np.arange(3), [0, 1, 2], np.array([0, 1, 2], dtype=np.uint16), ["0", "1", "2"]])
+def test_integer_ids_are_their_decimal_strings(ids):
+    emb = InfiniteVocabEmbedding(4)
+    emb.initialize_vocab(ids)
+    assert list(emb.vocab) == ["0", "1", "2"]
+    # every spelling of an id reaches the same row
+    for spelled in (2, np.int32(2), np.int64(2), "2", np.str_("2")):
+        assert emb.tokenizer(spelled) == 2
+    np.testing.assert_array_equal(emb.tokenizer(np.array([2, 0])), [2, 0])
+    np.testing.assert_array_equal(emb.tokenizer([1, "1", np.int8(1)]), [1, 1, 1])
+    assert emb.detokenizer(1) == "1"
+
+
+def test_extend_and_subset_with_integer_ids():
+    emb = InfiniteVocabEmbedding(4)
+    emb.initialize_vocab(np.arange(3))
+    emb.extend_vocab(["2", 3], exist_ok=True)  # "2" is the id 2: skipped, not a 5th row
+    assert list(emb.vocab) == ["0", "1", "2", "3"] and emb.weight.shape == (4, 4)
+    with pytest.raises(ValueError, match=r"already in the vocabulary.*'1'"):
+        emb.extend_vocab([np.int64(1)])
+    rows = emb.weight.detach().clone()
+    emb.subset_vocab(np.array([3, 1]))
+    torch.testing.assert_close(emb.weight.detach(), rows[[3, 1]])
+
+
+def test_integer_id_vocab_round_trips_through_save_and_load(tmp_path):
+    emb = InfiniteVocabEmbedding(4)
+    emb.initialize_vocab(np.array([105, 7, 300]))
+    torch.save(emb.state_dict(), tmp_path / "emb.pt")
+    fresh = InfiniteVocabEmbedding(4)
+    fresh.load_state_dict(torch.load(tmp_path / "emb.pt", weights_only=True))
+    assert fresh.vocab == {"105": 0, "7": 1, "300": 2}
+    np.testing.assert_array_equal(fresh.tokenizer(np.array([300, 105])), [2, 0])
+    torch.testing.assert_close(fresh(torch.tensor([1])), emb.weight[[1]].detach())

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -72,13 +72,13 @@ class POYOBase(nn.Module):
     _hparam_names = (
         "sequence_length", "latent_step", "num_latents_per_step", "dim", "depth", "dim_head",
         "cross_heads", "self_heads", "ffn_dropout", "lin_dropout", "atn_dropout", "emb_init_scale",
-        "t_min", "t_max",
+        "t_min", "t_max", "rotary_periods",
     )
 
     def __init__(self, *, sequence_length: float, latent_step: float, num_latents_per_step: int,
                  dim: int, depth: int, dim_head: int, cross_heads: int, self_heads: int,
                  ffn_dropout: float, lin_dropout: float, atn_dropout: float, emb_init_scale: float,
-                 t_min: float, t_max: float) -> None:
+                 t_min: float, t_max: float, rotary_periods: Sequence[float] | None = None) -> None:
         super().__init__()
         for name, value in (("sequence_length", sequence_length), ("latent_step", latent_step),
                             ("emb_init_scale", emb_init_scale), ("t_min", t_min), ("t_max", t_max)):
@@ -114,6 +114,7 @@ class POYOBase(nn.Module):
         self.emb_init_scale = float(emb_init_scale)
         self.t_min = float(t_min)
         self.t_max = float(t_max)
+        self.rotary_periods = None if rotary_periods is None else [float(p) for p in rotary_periods]
 
         # latent grid of one window: [L] with L = steps * num_latents_per_step
         steps = int(round(n_steps))
@@ -128,7 +129,8 @@ class POYOBase(nn.Module):
         self.latent_emb = nn.Embedding(num_latents_per_step, dim)
         for emb in (self.token_type_emb, self.latent_emb):
             nn.init.normal_(emb.weight, std=emb_init_scale)
-        self.rotary = RotaryTimeEmbedding(dim_head // 2 // 2 * 2, t_min=t_min, t_max=t_max)
+        self.rotary = RotaryTimeEmbedding(dim_head // 2 // 2 * 2, t_min=t_min, t_max=t_max,
+                                          periods=self.rotary_periods)
 
         self.enc_atn = RotaryCrossAttention(dim=dim, heads=cross_heads, dim_head=dim_head,
                                             dropout=atn_dropout, rotate_value=True)

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from torch_brain.models import _legacy
 from torch_brain.models._base import _EXTRA_STATE_FORMAT, POYOBase
 
 __all__ = ["UnitIdentificationHandle", "freeze_for_unit_identification", "load_pretrained"]
@@ -68,7 +69,8 @@ def _find_hparams(ckpt: Mapping, state: Mapping, cls: type) -> tuple[dict | None
 
 
 def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: bool, map_location: Any,
-                    weights_only: bool, overrides: dict[str, Any]) -> POYOBase:
+                    weights_only: bool, overrides: dict[str, Any],
+                    legacy_task_ids: Mapping[str, int] | None = None) -> POYOBase:
     """Implementation of ``POYO.load_pretrained`` / ``POYOPlus.load_pretrained``.
 
     Hyper-parameters are read, in order, from the model's own ``_extra_state`` entry of the state
@@ -76,6 +78,11 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
     them), then from ``checkpoint["hyper_parameters"]["model_config"]`` (Lightning modules that
     call ``save_hyperparameters()`` with a ``model_config`` argument), then from
     ``checkpoint["hyper_parameters"]``, ``checkpoint["model_config"]``, ``checkpoint["hparams"]``.
+
+    A checkpoint written by torch_brain 0.1.x is recognised by its ``unit_emb.vocab`` /
+    ``rotary_emb.omega`` entries and rewritten into our layout first (see
+    :mod:`torch_brain.models._legacy`); ``legacy_task_ids`` gives the 0.1.x ids of tasks that 0.1.x
+    user code registered.
     """
     path = Path(checkpoint_path)
     if not path.is_file():
@@ -84,6 +91,27 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
     full, prefix = _find_state_dict(ckpt, path)
     state = {k[len(prefix):]: v for k, v in full.items() if isinstance(k, str) and k.startswith(prefix)}
 
+    if _legacy.is_legacy_state(state):
+        hparams, state, ckpt_specs = _legacy.convert_state(cls, ckpt, state, path, overrides, legacy_task_ids,
+                                                              prefix)
+    else:
+        hparams, ckpt_specs = _our_hparams(cls, ckpt, state, path, overrides)
+    hparams.update(overrides)
+    model = cls(**hparams)
+
+    if skip_readout:
+        state = {k: v for k, v in state.items() if not k.startswith("readout.")}
+        if "task_emb.weight" in state:
+            state["task_emb.weight"] = _transfer_task_rows(model, ckpt_specs, state["task_emb.weight"])
+
+    _check_compatible(model, state, path, skip_readout)
+    model.load_state_dict(state, strict=False)
+    return model
+
+
+def _our_hparams(cls: type, ckpt: Mapping, state: Mapping, path: Path,
+                 overrides: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
+    """Constructor arguments and task specs of a checkpoint written by this torch_brain."""
     hparams, saved_class = _find_hparams(ckpt, state, cls)
     if saved_class is not None and saved_class != cls.__name__:
         raise ValueError(
@@ -103,17 +131,7 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
     for key in ("readout_specs", "readout_spec"):
         if key in hparams:
             hparams[key] = ckpt_specs
-    hparams.update(overrides)
-    model = cls(**hparams)
-
-    if skip_readout:
-        state = {k: v for k, v in state.items() if not k.startswith("readout.")}
-        if "task_emb.weight" in state:
-            state["task_emb.weight"] = _transfer_task_rows(model, ckpt_specs, state["task_emb.weight"])
-
-    _check_compatible(model, state, path, skip_readout)
-    model.load_state_dict(state, strict=False)
-    return model
+    return hparams, ckpt_specs
 
 
 def _transfer_task_rows(model: nn.Module, ckpt_specs: Mapping | None, saved: Tensor) -> Tensor:

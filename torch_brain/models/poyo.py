@@ -50,13 +50,13 @@ class POYO(POYOBase):
                  num_latents_per_step: int = 16, dim: int = 128, depth: int = 2, dim_head: int = 64,
                  cross_heads: int = 1, self_heads: int = 8, ffn_dropout: float = 0.2,
                  lin_dropout: float = 0.4, atn_dropout: float = 0.0, emb_init_scale: float = 0.02,
-                 t_min: float = 1e-4, t_max: float = 4.0) -> None:
+                 t_min: float = 1e-4, t_max: float = 4.0, rotary_periods: list[float] | None = None) -> None:
         super().__init__(
             sequence_length=sequence_length, latent_step=latent_step,
             num_latents_per_step=num_latents_per_step, dim=dim, depth=depth, dim_head=dim_head,
             cross_heads=cross_heads, self_heads=self_heads, ffn_dropout=ffn_dropout,
             lin_dropout=lin_dropout, atn_dropout=atn_dropout, emb_init_scale=emb_init_scale,
-            t_min=t_min, t_max=t_max,
+            t_min=t_min, t_max=t_max, rotary_periods=rotary_periods,
         )
         self.readout_spec = _as_spec(readout_spec)
         self.dim_out = self.readout_spec.dim if dim_out is None else int(dim_out)
@@ -116,6 +116,11 @@ class POYO(POYOBase):
         inputs, session_index = self._tokenize_inputs(data)
         config = getattr(data, "config", None)
         entry = None
+        if isinstance(config, Mapping) and "readout" in config and "multitask_readout" not in config:
+            raise ValueError(
+                f"data.config of session {str(data.session.id)!r} has a torch_brain 0.1.x 'readout' entry, which "
+                "this POYO does not read; rename it: `multitask_readout: [{readout_id: ..., ...}]` (a list)."
+            )
         if isinstance(config, Mapping):
             for e in config.get("multitask_readout") or []:
                 if isinstance(e, Mapping) and e.get("readout_id") == self.readout_spec.name:
@@ -149,6 +154,9 @@ class POYO(POYOBase):
             map_location: passed to ``torch.load``.
             weights_only: passed to ``torch.load``.
             **overrides: constructor arguments replacing the checkpoint's.
+
+        A checkpoint written by torch_brain 0.1.x loads too; it does not record its task, so pass
+        ``readout_spec`` (as 0.1.x's own ``load_pretrained`` required).
 
         Raises:
             FileNotFoundError, ValueError: see :meth:`POYOPlus.load_pretrained`.

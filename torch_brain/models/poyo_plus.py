@@ -38,6 +38,9 @@ class POYOPlus(POYOBase):
         emb_init_scale: std of the embeddings' normal initialisation.
         t_min: shortest rotary period (s).
         t_max: longest rotary period (s).
+        rotary_periods: the ``dim_head // 4`` rotary periods (s) themselves instead of the ones
+            log-spaced between ``t_min`` and ``t_max``; ``load_pretrained`` sets them to keep the
+            exact (float32) frequencies of a torch_brain 0.1.x checkpoint. Default None.
         readout_specs: task name -> ModalitySpec, or a list of registered names (or of
             ``ModalitySpec.to_dict()`` entries); default: every modality registered in
             :data:`torch_brain.registry.MODALITY_REGISTRY` at construction time.
@@ -52,14 +55,14 @@ class POYOPlus(POYOBase):
                  num_latents_per_step: int = 16, dim: int = 128, depth: int = 2, dim_head: int = 64,
                  cross_heads: int = 1, self_heads: int = 8, ffn_dropout: float = 0.2,
                  lin_dropout: float = 0.4, atn_dropout: float = 0.0, emb_init_scale: float = 0.02,
-                 t_min: float = 1e-4, t_max: float = 4.0,
+                 t_min: float = 1e-4, t_max: float = 4.0, rotary_periods: list[float] | None = None,
                  readout_specs: Mapping[str, _registry.ModalitySpec] | None = None) -> None:
         super().__init__(
             sequence_length=sequence_length, latent_step=latent_step,
             num_latents_per_step=num_latents_per_step, dim=dim, depth=depth, dim_head=dim_head,
             cross_heads=cross_heads, self_heads=self_heads, ffn_dropout=ffn_dropout,
             lin_dropout=lin_dropout, atn_dropout=atn_dropout, emb_init_scale=emb_init_scale,
-            t_min=t_min, t_max=t_max,
+            t_min=t_min, t_max=t_max, rotary_periods=rotary_periods,
         )
         if readout_specs is None:
             readout_specs = dict(_registry.MODALITY_REGISTRY)
@@ -192,7 +195,7 @@ class POYOPlus(POYOBase):
     def load_pretrained(cls, checkpoint_path: str | Path, *,
                         readout_specs: Mapping[str, _registry.ModalitySpec] | None = None,
                         skip_readout: bool = False, map_location: Any = "cpu", weights_only: bool = True,
-                        **overrides: Any) -> "POYOPlus":
+                        legacy_task_ids: Mapping[str, int] | None = None, **overrides: Any) -> "POYOPlus":
         """Build a POYOPlus from a checkpoint: hyper-parameters, vocabularies and weights.
 
         Args:
@@ -204,7 +207,13 @@ class POYOPlus(POYOBase):
             map_location: passed to ``torch.load``.
             weights_only: passed to ``torch.load``; set False only for checkpoints you trust that
                 hold pickled Python objects.
+            legacy_task_ids: for a torch_brain 0.1.x checkpoint only: the 0.1.x registry ids of
+                tasks that 0.1.x user code registered (0.1.x numbered them in registration order;
+                its built-ins are known), e.g. ``{"eye_position_2d": 20}``.
             **overrides: constructor arguments that replace the checkpoint's (e.g. dropouts).
+
+        A checkpoint written by torch_brain 0.1.x loads too (see the "Coming from torch_brain
+        0.1.x" docs page): its weights are mapped onto this model and predict what 0.1.x did.
 
         Raises:
             FileNotFoundError: no file at ``checkpoint_path``.
@@ -216,7 +225,7 @@ class POYOPlus(POYOBase):
         if readout_specs is not None:
             overrides["readout_specs"] = readout_specs
         return load_pretrained(cls, checkpoint_path, skip_readout=skip_readout, map_location=map_location,
-                               weights_only=weights_only, overrides=overrides)
+                               weights_only=weights_only, overrides=overrides, legacy_task_ids=legacy_task_ids)
 
 
 def _session_str(data: Any) -> str:

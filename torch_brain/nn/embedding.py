@@ -1,4 +1,4 @@
-"""Embedding table keyed by strings (unit ids, session ids) whose vocabulary can grow."""
+"""Embedding table keyed by ids (unit ids, session ids: str or integer) whose vocabulary can grow."""
 
 from __future__ import annotations
 
@@ -12,21 +12,36 @@ from torch import Tensor, nn
 __all__ = ["InfiniteVocabEmbedding"]
 
 
+def _canonical_id(word: Any, arg: str) -> str:
+    """The stored form of one id: str ids as they are, integer ids (Python or numpy) as decimal str."""
+    if isinstance(word, str):  # also np.str_
+        return str(word)
+    if isinstance(word, (int, np.integer)) and not isinstance(word, (bool, np.bool_)):
+        return str(int(word))
+    raise TypeError(
+        f"{arg} must contain str or integer ids, but got {word!r} of type {type(word).__name__}; "
+        "convert it to str (or int) first."
+    )
+
+
 def _as_words(words: Any, arg: str) -> list[str]:
-    if isinstance(words, str):
-        raise TypeError(f"{arg} must be a list of str ids, but got a single str {words!r}; wrap it in a list.")
+    if isinstance(words, (str, int, np.integer)):
+        raise TypeError(f"{arg} must be a list of ids, but got a single id {words!r}; wrap it in a list.")
     try:
-        out = [w for w in words]
+        out = list(words)
     except TypeError:
-        raise TypeError(f"{arg} must be an iterable of str ids, but got {type(words).__name__}.") from None
-    for w in out:
-        if not isinstance(w, (str, np.str_)):
-            raise TypeError(f"{arg} must contain str ids, but got {w!r} of type {type(w).__name__}.")
-    return [str(w) for w in out]
+        raise TypeError(f"{arg} must be an iterable of str or integer ids, but got {type(words).__name__}.") from None
+    return [_canonical_id(w, arg) for w in out]
 
 
 class InfiniteVocabEmbedding(nn.Module):
-    """An embedding table whose rows are addressed by string ids (e.g. ``"brainset/session/unit"``).
+    """An embedding table whose rows are addressed by ids (e.g. ``"brainset/session/unit"``, or NWB's integer unit ids).
+
+    Ids are strings or integers (Python ``int`` or numpy integers, e.g. ``np.arange(100)``). One
+    rule for both: an integer id is stored as its decimal string, so ``7``, ``np.int64(7)`` and
+    ``"7"`` are the *same* id (one row; giving two of them to ``initialize_vocab`` is a duplicate),
+    the tokenizer accepts any of them, ``detokenizer`` and ``vocab`` return ``"7"``, and the
+    vocabulary saved in the state dict is a list of str. Floats and bools are refused.
 
     The module starts *lazy* (no vocabulary, no rows). :meth:`initialize_vocab` creates one row per
     id; :meth:`extend_vocab` appends rows for new ids (new sessions, new units) keeping the trained
@@ -68,7 +83,7 @@ class InfiniteVocabEmbedding(nn.Module):
         requires_grad = self.weight.requires_grad
         self.weight = nn.Parameter(data, requires_grad=requires_grad)
 
-    def initialize_vocab(self, words: Iterable[str]) -> None:
+    def initialize_vocab(self, words: Iterable[str | int]) -> None:
         """Create the vocabulary (one freshly initialised row per id, in the given order).
 
         Raises:
@@ -84,7 +99,7 @@ class InfiniteVocabEmbedding(nn.Module):
         self.vocab = {w: i for i, w in enumerate(words)}
         self._set_weight(self._new_rows(len(words)))
 
-    def extend_vocab(self, words: Iterable[str], exist_ok: bool = False) -> None:
+    def extend_vocab(self, words: Iterable[str | int], exist_ok: bool = False) -> None:
         """Append rows for new ids; rows of ids already present are kept unchanged.
 
         Args:
@@ -109,7 +124,7 @@ class InfiniteVocabEmbedding(nn.Module):
             self.vocab[w] = start + i
         self._set_weight(torch.cat([self.weight.detach(), self._new_rows(len(new))], dim=0))
 
-    def subset_vocab(self, words: Iterable[str], inplace: bool = True) -> "InfiniteVocabEmbedding":
+    def subset_vocab(self, words: Iterable[str | int], inplace: bool = True) -> "InfiniteVocabEmbedding":
         """Keep only ``words`` (in that order) and their trained rows.
 
         Returns:
@@ -134,7 +149,7 @@ class InfiniteVocabEmbedding(nn.Module):
                 seen.add(w)
             raise ValueError(f"{where}: ids must be unique, but got duplicates {dup[:5]}.")
 
-    def tokenizer(self, words: str | Iterable[str]) -> int | np.ndarray:
+    def tokenizer(self, words: str | int | Iterable[str | int]) -> int | np.ndarray:
         """Map one id to its row index, or a list/array of ids to an int64 array of indices.
 
         Raises:
@@ -147,12 +162,16 @@ class InfiniteVocabEmbedding(nn.Module):
                 "initialize_vocab(ids) (e.g. dataset.get_unit_ids()) before tokenizing."
             )
         vocab = self.vocab
-        if isinstance(words, (str, np.str_)):
+        if isinstance(words, (str, int, np.integer)):
+            word = _canonical_id(words, "tokenizer(words)")
             try:
-                return vocab[str(words)]
+                return vocab[word]
             except KeyError:
-                self._raise_unknown([str(words)])
-        words = list(words)
+                self._raise_unknown([word])
+        if isinstance(words, np.ndarray) and words.dtype.kind == "U":
+            words = words.tolist()  # already str
+        else:
+            words = _as_words(words, "tokenizer(words)")
         try:
             return np.fromiter((vocab[w] for w in words), dtype=np.int64, count=len(words))
         except KeyError:

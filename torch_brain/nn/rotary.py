@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import torch
@@ -50,12 +51,15 @@ class RotaryTimeEmbedding(nn.Module):
         rotate_dim: number of rotated features (even); the remaining head features are untouched.
         t_min: shortest period in seconds.
         t_max: longest period in seconds.
+        periods: the ``rotate_dim // 2`` periods (s) themselves, instead of the log-spaced ones
+            (e.g. the exact float32 frequencies of a torch_brain 0.1.x checkpoint).
 
     Shapes:
         forward: timestamps (B, N) -> (cos, sin), each (B, N, rotate_dim // 2) float32.
     """
 
-    def __init__(self, rotate_dim: int, t_min: float = 1e-4, t_max: float = 4.0) -> None:
+    def __init__(self, rotate_dim: int, t_min: float = 1e-4, t_max: float = 4.0,
+                 periods: "Sequence[float] | None" = None) -> None:
         super().__init__()
         if rotate_dim < 2 or rotate_dim % 2:
             raise ValueError(f"rotate_dim must be an even int >= 2, but got {rotate_dim!r}.")
@@ -63,7 +67,15 @@ class RotaryTimeEmbedding(nn.Module):
             raise ValueError(f"need 0 < t_min < t_max, but got t_min={t_min!r}, t_max={t_max!r}.")
         half = rotate_dim // 2
         exponent = torch.arange(half, dtype=torch.float64) / max(half - 1, 1)
-        periods = t_min * (t_max / t_min) ** exponent
+        if periods is None:
+            periods = t_min * (t_max / t_min) ** exponent
+        else:
+            periods = torch.as_tensor(periods, dtype=torch.float64)
+            if periods.shape != (half,) or not bool((periods > 0).all()):
+                raise ValueError(
+                    f"periods must be {half} positive numbers (one per rotated plane), but got "
+                    f"{periods.tolist()!r}."
+                )
         self.rotate_dim = rotate_dim
         # float64 angular frequencies, kept out of the buffers so that model.half()/.to(dtype) does
         # not round them; angles are computed in float64 (t * omega reaches ~1e5 rad).

@@ -464,6 +464,7 @@ def finetune(
     ``trainer.max_steps`` steps.
     """
     from torch_brain.models import freeze_for_unit_identification
+    from torch_brain.models._legacy import legacy_model_name
     from torch_brain.registry import get_modality
 
     if resume and config is None and run_dir is not None:
@@ -483,7 +484,8 @@ def finetune(
     _seed(cfg)
     dm = build_datamodule(cfg)
     saved = torch.load(ckpt_in, map_location="cpu", weights_only=True)
-    model_name = saved.get("hyper_parameters", {}).get("model", cfg["model"]["name"])
+    # a torch_brain 0.1.x checkpoint keeps its model config (a dict) under hyper_parameters["model"]
+    model_name = legacy_model_name(saved) or saved.get("hyper_parameters", {}).get("model", cfg["model"]["name"])
     specs = {t: get_modality(t) for t in dm.tasks}
     cls = _model_class(model_name)
     if model_name == "poyo":
