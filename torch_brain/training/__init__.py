@@ -30,6 +30,7 @@ from torch_brain.training.optim import (
     register_scheduler,
     warmup_cosine_factor,
 )
+from torch_brain.training.progress import LineProgressBar, make_progress_bar
 from torch_brain.training.run_dir import AtomicCheckpointIO, HistoryCallback, prepare_run_dir
 from torch_brain.training.runner import (
     build_datamodule,
@@ -54,6 +55,7 @@ __all__ = [
     "AtomicCheckpointIO",
     "DecodingDataModule",
     "HistoryCallback",
+    "LineProgressBar",
     "NeuralDecoder",
     "TargetNormalizer",
     "apply_overrides",
@@ -72,6 +74,7 @@ __all__ = [
     "fit",
     "list_metrics",
     "load_config",
+    "make_progress_bar",
     "prepare_run_dir",
     "register_metric",
     "register_optimizer",
