@@ -92,7 +92,7 @@ def test_register_bad_input(kwargs, exc, match):
 def test_lookup_errors():
     with pytest.raises(ValueError, match="no registered modality has id 999999999"):
         get_modality_by_id(999999999)
-    with pytest.raises(ValueError, match="unknown modality 'nope'"):
+    with pytest.raises(ValueError, match="Unknown modality 'nope'"):
         get_modality("nope")
 
 

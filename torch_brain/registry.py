@@ -25,12 +25,14 @@ import enum
 import zlib
 from typing import Any, Callable
 
+from torch_brain._registry import Registry
 from torch_brain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss
 
 __all__ = [
     "DataType",
     "MODALITY_REGISTRY",
     "ModalitySpec",
+    "Registry",
     "get_modality",
     "get_modality_by_id",
     "modality_id_from_name",
@@ -142,8 +144,10 @@ class ModalitySpec:
         }
 
 
-#: name -> :class:`ModalitySpec` of every registered modality.
-MODALITY_REGISTRY: dict[str, ModalitySpec] = {}
+#: name -> :class:`ModalitySpec` of every registered modality (a read-only mapping).
+MODALITY_REGISTRY: Registry[ModalitySpec] = Registry(
+    "modality", hint="Register it with torch_brain.registry.register_modality."
+)
 
 # First id given to names without a fixed id; derived ids live in [_DERIVED_ID_BASE, +2**24).
 _DERIVED_ID_BASE = 1024
@@ -197,19 +201,13 @@ def register_modality(name: str, **spec: Any) -> int:
                 f"register_modality({name!r}): id {new.id} is already used by {other_name!r}; "
                 "pass an explicit unused id=..."
             )
-    MODALITY_REGISTRY[name] = new
+    MODALITY_REGISTRY.register(name, new)
     return new.id
 
 
 def get_modality(name: str) -> ModalitySpec:
     """Return the spec registered under ``name``; raises ValueError naming the known modalities."""
-    try:
-        return MODALITY_REGISTRY[name]
-    except KeyError:
-        raise ValueError(
-            f"unknown modality {name!r}; registered: {sorted(MODALITY_REGISTRY)}. "
-            "Register it with torch_brain.registry.register_modality."
-        ) from None
+    return MODALITY_REGISTRY.lookup(name)
 
 
 def get_modality_by_id(modality_id: int) -> str:

@@ -50,7 +50,7 @@ def test_spec_by_name_and_dim_out():
     "kwargs,exc,match",
     [
         (dict(readout_spec=3), TypeError, "readout_spec must be a ModalitySpec or a registered modality name"),
-        (dict(readout_spec="nope"), ValueError, "unknown modality 'nope'"),
+        (dict(readout_spec="nope"), ValueError, "Unknown modality 'nope'"),
         (dict(readout_spec="cursor_velocity_2d", dim_out=0), ValueError, "dim_out must be >= 1"),
     ],
 )

@@ -66,7 +66,7 @@ def test_build_metric():
     assert name == "balanced_accuracy" and metric.average == "macro"
     name, metric = build_metric({"metric": {"_target_": "torchmetrics.MeanSquaredError"}}, spec)
     assert name == "meansquarederror"
-    with pytest.raises(ValueError, match="unknown metric 'acuracy'.*Did you mean 'accuracy'"):
+    with pytest.raises(ValueError, match="Unknown metric 'acuracy'.*Did you mean 'accuracy'"):
         build_metric("acuracy", spec)
     with pytest.raises(TypeError, match="metrics entry must be a metric name"):
         build_metric(3, spec)

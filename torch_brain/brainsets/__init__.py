@@ -15,6 +15,7 @@ from . import _preparers  # noqa: F401  (registers the bundled preparers)
 from ._brochier import build_brochier_grasp, read_brochier_grasp
 from ._nelpy import build_nelpy_hippocampus, read_nelpy_linear_track
 from ._registry import (
+    BRAINSET_REGISTRY,
     BrainsetPreparer,
     Option,
     add_prepare_arguments,
@@ -33,6 +34,7 @@ from ._synthetic import (
 )
 
 __all__ = [
+    "BRAINSET_REGISTRY",
     "BrainsetPreparer",
     "Option",
     "SubjectStats",

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import os
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from torch_brain._registry import Registry
+
 __all__ = [
+    "BRAINSET_REGISTRY",
     "BrainsetPreparer",
     "Option",
     "add_prepare_arguments",
@@ -100,7 +102,10 @@ class BrainsetPreparer:
         return next((o for o in self.options if o.name == name), None)
 
 
-_REGISTRY: dict[str, BrainsetPreparer] = {}
+#: name -> :class:`BrainsetPreparer` of every registered brainset.
+BRAINSET_REGISTRY: Registry[BrainsetPreparer] = Registry(
+    "brainset", hint="Register a preparer with @torch_brain.brainsets.register_brainset('name', summary=...)."
+)
 
 
 def register_brainset(
@@ -115,9 +120,10 @@ def register_brainset(
     """
 
     def deco(fn: Callable[..., list[Path]]) -> Callable[..., list[Path]]:
-        if name in _REGISTRY and _REGISTRY[name].fn is not fn:
+        old = BRAINSET_REGISTRY.get(name)
+        if old is not None and old.fn is not fn:
             raise ValueError(f"A brainset preparer named {name!r} is already registered.")
-        _REGISTRY[name] = BrainsetPreparer(name, fn, summary, tuple(options))
+        BRAINSET_REGISTRY.register(name, BrainsetPreparer(name, fn, summary, tuple(options)))
         return fn
 
     return deco
@@ -125,7 +131,7 @@ def register_brainset(
 
 def list_brainsets() -> list[str]:
     """Names of the registered brainsets, sorted."""
-    return sorted(_REGISTRY)
+    return BRAINSET_REGISTRY.names()
 
 
 def get_preparer(name: str) -> BrainsetPreparer:
@@ -136,11 +142,7 @@ def get_preparer(name: str) -> BrainsetPreparer:
     """
     if not isinstance(name, str):
         raise TypeError(f"name must be a brainset name (str), but got {type(name).__name__}.")
-    if name not in _REGISTRY:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=1)
-        hint = f" Did you mean {close[0]!r}?" if close else ""
-        raise ValueError(f"Unknown brainset {name!r}; available: {list_brainsets()}.{hint}")
-    return _REGISTRY[name]
+    return BRAINSET_REGISTRY.lookup(name)
 
 
 def prepare(
@@ -200,7 +202,7 @@ def prepare(
 
 def _all_options() -> dict[str, tuple[Option, list[str]]]:
     out: dict[str, tuple[Option, list[str]]] = {}
-    for prep in _REGISTRY.values():
+    for prep in BRAINSET_REGISTRY.values():
         for opt in prep.options:
             if opt.name in out:
                 out[opt.name][1].append(prep.name)

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from torch_brain import registry as _registry
 from torch_brain.models._base import POYOBase, spec_from_dict
+from torch_brain.models._registry import register_model
 from torch_brain.nn import prepare_readout
 
 __all__ = ["POYO"]
@@ -30,6 +31,7 @@ def _as_spec(readout_spec: Any) -> _registry.ModalitySpec:
     )
 
 
+@register_model("poyo")
 class POYO(POYOBase):
     """POYO decodes one task (``readout_spec``) from spikes of many sessions.
 
@@ -138,6 +140,18 @@ class POYO(POYOBase):
             "session_id": str(data.session.id),
             "absolute_start": float(getattr(data, "absolute_start", 0.0)),
         }
+
+    @classmethod
+    def task_kwargs(cls, specs: Mapping[str, _registry.ModalitySpec]) -> dict[str, Any]:
+        """Constructor arguments giving POYO a readout for ``specs`` (exactly one task).
+
+        Raises:
+            ValueError: ``specs`` does not hold exactly one task.
+        """
+        if len(specs) != 1:
+            raise ValueError(f"model 'poyo' decodes exactly one task, got {list(specs)}; use "
+                             "model.name=poyo_plus for several tasks.")
+        return {"readout_spec": next(iter(specs.values()))}
 
     @classmethod
     def load_pretrained(cls, checkpoint_path: str | Path, *,

@@ -12,11 +12,13 @@ from torch import Tensor, nn
 
 from torch_brain import registry as _registry
 from torch_brain.models._base import POYOBase, spec_from_dict, task_configs
+from torch_brain.models._registry import register_model
 from torch_brain.nn import MultitaskReadout, prepare_readout
 
 __all__ = ["POYOPlus"]
 
 
+@register_model("poyo_plus")
 class POYOPlus(POYOBase):
     """POYO+ decodes several tasks (``readout_specs``) from spikes of many sessions.
 
@@ -191,6 +193,11 @@ class POYOPlus(POYOBase):
         }
 
     # ------------------------------------------------------------------ transfer
+    @classmethod
+    def task_kwargs(cls, specs: Mapping[str, _registry.ModalitySpec]) -> dict[str, Any]:
+        """Constructor arguments giving POYOPlus one readout per entry of ``specs``."""
+        return {"readout_specs": dict(specs)}
+
     @classmethod
     def load_pretrained(cls, checkpoint_path: str | Path, *,
                         readout_specs: Mapping[str, _registry.ModalitySpec] | None = None,

@@ -8,16 +8,29 @@ from torch_brain.training.config import (
     load_config,
     validate_config,
 )
-from torch_brain.training.datamodule import DecodingDataModule, build_metric
+from torch_brain.training.datamodule import DecodingDataModule
+from torch_brain.training.metrics import (
+    DEFAULT_METRICS,
+    METRIC_REGISTRY,
+    build_metric,
+    create_metric,
+    list_metrics,
+    register_metric,
+)
 from torch_brain.training.module import MODELS, NeuralDecoder, build_model
 from torch_brain.training.normalization import TargetNormalizer, compute_target_stats
 from torch_brain.training.optim import (
+    OPTIMIZER_REGISTRY,
     OPTIMIZERS,
+    SCHEDULER_REGISTRY,
     SCHEDULES,
     build_optimizer,
     build_scheduler,
+    register_optimizer,
+    register_scheduler,
     warmup_cosine_factor,
 )
+from torch_brain.training.progress import LineProgressBar, make_progress_bar
 from torch_brain.training.run_dir import AtomicCheckpointIO, HistoryCallback, prepare_run_dir
 from torch_brain.training.runner import (
     build_datamodule,
@@ -32,12 +45,17 @@ from torch_brain.training.runner import (
 
 __all__ = [
     "DEFAULT_CONFIG",
+    "DEFAULT_METRICS",
+    "METRIC_REGISTRY",
     "MODELS",
     "OPTIMIZERS",
+    "OPTIMIZER_REGISTRY",
+    "SCHEDULER_REGISTRY",
     "SCHEDULES",
     "AtomicCheckpointIO",
     "DecodingDataModule",
     "HistoryCallback",
+    "LineProgressBar",
     "NeuralDecoder",
     "TargetNormalizer",
     "apply_overrides",
@@ -49,12 +67,18 @@ __all__ = [
     "build_scheduler",
     "build_trainer",
     "compute_target_stats",
+    "create_metric",
     "dump_config",
     "evaluate",
     "finetune",
     "fit",
+    "list_metrics",
     "load_config",
+    "make_progress_bar",
     "prepare_run_dir",
+    "register_metric",
+    "register_optimizer",
+    "register_scheduler",
     "resolve_config",
     "session_table",
     "validate_config",

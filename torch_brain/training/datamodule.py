@@ -16,7 +16,6 @@ uninterrupted one.
 
 from __future__ import annotations
 
-import difflib
 import hashlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -25,80 +24,11 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
-import torchmetrics
 from torch.utils.data import DataLoader
 
-__all__ = ["DEFAULT_METRICS", "DecodingDataModule", "build_metric"]
+from torch_brain.training.metrics import DEFAULT_METRICS, build_metric
 
-# metric name -> factory(spec) ; the default metric of a task type comes first
-DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    "CONTINUOUS": ("r2",),
-    "MULTINOMIAL": ("accuracy",),
-    "BINARY": ("accuracy",),
-    "MULTILABEL": ("f1",),
-}
-
-
-class _MeanPearsonCorrCoef(torchmetrics.PearsonCorrCoef):
-    """Pearson correlation averaged over output dims (one number, like ``R2Score``'s default)."""
-
-    def compute(self) -> torch.Tensor:
-        return super().compute().mean()
-
-
-def _metric_factories() -> dict[str, Callable[[Any], Any]]:
-    def cls_task(spec: Any) -> dict[str, Any]:
-        kind = spec.type.name
-        if kind == "MULTINOMIAL":
-            return {"task": "multiclass", "num_classes": spec.dim}
-        if kind == "MULTILABEL":
-            return {"task": "multilabel", "num_labels": spec.dim}
-        return {"task": "binary"}
-
-    return {
-        "r2": lambda spec: torchmetrics.R2Score(),  # multi-output: uniform average over dims
-        "mse": lambda spec: torchmetrics.MeanSquaredError(),
-        "mae": lambda spec: torchmetrics.MeanAbsoluteError(),
-        "pearson": lambda spec: _MeanPearsonCorrCoef(num_outputs=spec.dim),  # multi-output: mean over dims
-        "accuracy": lambda spec: torchmetrics.Accuracy(**cls_task(spec)),
-        "balanced_accuracy": lambda spec: torchmetrics.Accuracy(average="macro", **cls_task(spec)),
-        "f1": lambda spec: torchmetrics.F1Score(average="macro", **cls_task(spec)),
-    }
-
-
-def build_metric(entry: Any, spec: Any) -> tuple[str, Any]:
-    """A ``(name, torchmetrics metric)`` from a config entry.
-
-    ``entry`` is a name (``r2``, ``mse``, ``mae``, ``pearson``, ``accuracy``,
-    ``balanced_accuracy``, ``f1``) or the torch_brain 0.1.x form
-    ``{"metric": {"_target_": "torchmetrics.R2Score", ...kwargs}}``.
-    """
-    factories = _metric_factories()
-    if isinstance(entry, str):
-        if entry not in factories:
-            close = difflib.get_close_matches(entry, list(factories), n=1)
-            raise ValueError(
-                f"unknown metric {entry!r}; valid metrics: {', '.join(sorted(factories))}."
-                + (f" Did you mean {close[0]!r}?" if close else "")
-            )
-        return entry, factories[entry](spec)
-    if isinstance(entry, Mapping):
-        target = entry.get("metric", entry)
-        if isinstance(target, Mapping) and "_target_" in target:
-            import importlib
-
-            path = target["_target_"]
-            module_name, _, cls_name = path.rpartition(".")
-            try:
-                cls = getattr(importlib.import_module(module_name), cls_name)
-            except (ImportError, AttributeError) as err:
-                raise ValueError(f"metric _target_ {path!r} cannot be imported: {err}.") from None
-            kwargs = {k: v for k, v in target.items() if k != "_target_"}
-            return cls_name.lower(), cls(**kwargs)
-    raise TypeError(
-        f"a metrics entry must be a metric name or {{metric: {{_target_: ...}}}}, got {entry!r}."
-    )
-
+__all__ = ["DecodingDataModule"]
 
 def _seed_of(*parts: int) -> int:
     """A 63-bit seed derived from integers (stable across processes and Python versions)."""
@@ -456,7 +386,7 @@ class DecodingDataModule(L.LightningDataModule):
                 spec = get_modality(task)
                 entries = self._readout_configs.get(sid, {}).get(task, {}).get("metrics")
                 if not entries:
-                    entries = DEFAULT_METRICS.get(spec.type.name, ("mse",))
+                    entries = DEFAULT_METRICS[spec.type]
                 out[sid][task] = dict(build_metric(e, spec) for e in entries)
         return out
 

@@ -20,6 +20,7 @@ Example:
 from __future__ import annotations
 
 import difflib
+import inspect
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -29,20 +30,22 @@ import numpy as np
 import torch
 from torch import nn
 
+from torch_brain.models import MODEL_REGISTRY
 from torch_brain.training.normalization import TargetNormalizer, compute_target_stats
 from torch_brain.training.optim import build_optimizer, build_scheduler
 
 __all__ = ["MODELS", "NeuralDecoder", "build_model"]
 
+#: the built-in model names (every registered one: :func:`torch_brain.models.list_models`)
 MODELS: tuple[str, ...] = ("poyo", "poyo_plus")
 
 
 def build_model(name: str, tasks: Sequence[str], *, sequence_length: float = 1.0,
                 **kwargs: Any) -> nn.Module:
-    """Builds POYO (one task) or POYOPlus (any tasks) with readouts for ``tasks``.
+    """Builds a registered model (``"poyo"``: one task, ``"poyo_plus"``: any) with readouts for ``tasks``.
 
     Args:
-        name: ``"poyo"`` or ``"poyo_plus"``.
+        name: a name from :func:`torch_brain.models.list_models`.
         tasks: registered modality names.
         sequence_length: window length in seconds.
         **kwargs: constructor arguments of the model (``dim``, ``depth``, ``latent_step`` ...).
@@ -53,24 +56,8 @@ def build_model(name: str, tasks: Sequence[str], *, sequence_length: float = 1.0
     """
     from torch_brain.registry import get_modality
 
-    if name not in MODELS:
-        close = difflib.get_close_matches(str(name), MODELS, n=1)
-        raise ValueError(f"Unknown model {name!r}. Valid models are: {', '.join(MODELS)}."
-                         + (f" Did you mean {close[0]!r}?" if close else ""))
-    specs = {t: get_modality(t) for t in tasks}
-    if name == "poyo":
-        from torch_brain.models import POYO as cls
-
-        if len(specs) != 1:
-            raise ValueError(f"model 'poyo' decodes exactly one task, got {list(specs)}; use "
-                             "model.name=poyo_plus for several tasks.")
-        extra = {"readout_spec": next(iter(specs.values()))}
-    else:
-        from torch_brain.models import POYOPlus as cls
-
-        extra = {"readout_specs": specs}
-    import inspect
-
+    cls = MODEL_REGISTRY.lookup(name)
+    extra = cls.task_kwargs({t: get_modality(t) for t in tasks})
     valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self",)]
     for key in kwargs:
         if key not in valid:
@@ -143,7 +130,7 @@ class NeuralDecoder(L.LightningModule):
                 raise TypeError("model must be 'poyo', 'poyo_plus' or a POYO/POYOPlus instance; got "
                                 f"{type(model).__name__} without readout specs.")
             tasks = list(specs)
-            model_name = "poyo" if type(model).__name__ == "POYO" else "poyo_plus"
+            model_name = MODEL_REGISTRY.name_of(model)
             hp = dict(getattr(model, "hparams", {}))
             hp.pop("readout_specs", None)
             hp.pop("readout_spec", None)

@@ -21,6 +21,7 @@ index and ``T`` the total number of steps:
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import math
 from collections.abc import Iterable
@@ -28,43 +29,46 @@ from typing import Any
 
 import torch
 
+from torch_brain._registry import Registry
+from torch_brain.optim import SparseLamb
+
 __all__ = [
     "OPTIMIZERS",
+    "OPTIMIZER_REGISTRY",
+    "SCHEDULER_REGISTRY",
     "SCHEDULES",
     "build_optimizer",
     "build_scheduler",
+    "register_optimizer",
+    "register_scheduler",
     "warmup_cosine_factor",
 ]
 
+#: name -> optimiser class or factory ``f(params, lr=..., **options)``; options are checked
+#: against its signature, and a ``functools.partial`` carries a name's default options.
+OPTIMIZER_REGISTRY: Registry[Any] = Registry(
+    "optimizer", hint="Register one with torch_brain.training.register_optimizer('name', cls)."
+)
+#: name -> ``builder(optimizer, *, total_steps, interval, **options) -> Lightning lr_scheduler dict | None``.
+SCHEDULER_REGISTRY: Registry[Any] = Registry(
+    "schedule", hint="Register one with @torch_brain.training.register_scheduler('name')."
+)
+register_optimizer = OPTIMIZER_REGISTRY.register
+register_scheduler = SCHEDULER_REGISTRY.register
 
-def _sparse_lamb() -> type:
-    from torch_brain.optim import SparseLamb  # lazy: only needed when asked for
+register_optimizer("adam", torch.optim.Adam)
+register_optimizer("adamw", functools.partial(torch.optim.AdamW, weight_decay=1e-2))
+register_optimizer("sgd", functools.partial(torch.optim.SGD, momentum=0.9))
+register_optimizer("sparse_lamb", SparseLamb)
 
-    return SparseLamb
-
-
-# name -> (factory returning the optimiser class, default options)
-_OPTIMIZERS: dict[str, tuple[Any, dict[str, Any]]] = {
-    "adam": (lambda: torch.optim.Adam, {}),
-    "adamw": (lambda: torch.optim.AdamW, {"weight_decay": 1e-2}),
-    "sgd": (lambda: torch.optim.SGD, {"momentum": 0.9}),
-    "sparse_lamb": (_sparse_lamb, {}),
-}
-OPTIMIZERS: tuple[str, ...] = tuple(sorted(_OPTIMIZERS))
+#: the built-in names (every registered one: ``OPTIMIZER_REGISTRY.names()`` / ``SCHEDULER_REGISTRY.names()``)
+OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "sparse_lamb")
 SCHEDULES: tuple[str, ...] = ("cosine", "none", "onecycle", "plateau", "step", "warmup_cosine")
 
 
 def _closest(name: str, valid: Iterable[str]) -> str:
     match = difflib.get_close_matches(name, list(valid), n=1)
     return f" Did you mean {match[0]!r}?" if match else ""
-
-
-def _unknown_name(kind: str, name: Any, valid: Iterable[str]) -> ValueError:
-    valid = sorted(valid)
-    return ValueError(
-        f"Unknown {kind} {name!r}. Valid {kind}s are: {', '.join(valid)}."
-        f"{_closest(str(name), valid)}"
-    )
 
 
 def _check_options(kind: str, name: str, options: dict[str, Any], valid: Iterable[str]) -> None:
@@ -88,7 +92,7 @@ def build_optimizer(
 
     Args:
         params: a module (its parameters are used), an iterable of parameters, or param groups.
-        name: one of :data:`OPTIMIZERS` (``adam``, ``adamw``, ``sgd``, ``sparse_lamb``).
+        name: a registered optimiser (built in: ``adam``, ``adamw``, ``sgd``, ``sparse_lamb``).
         lr: the learning rate.
         **options: further keyword arguments of the optimiser class (``weight_decay``,
             ``betas``, ``momentum``, ``nesterov``, ``eps`` ...). ``sgd`` defaults to
@@ -101,16 +105,12 @@ def build_optimizer(
         ValueError: unknown name (the valid ones are listed) or an option the optimiser
             does not take (the closest valid option is suggested).
     """
-    if name not in _OPTIMIZERS:
-        raise _unknown_name("optimizer", name, OPTIMIZERS)
-    factory, defaults = _OPTIMIZERS[name]
-    cls = factory()
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "params")]
+    factory = OPTIMIZER_REGISTRY.lookup(name)
+    valid = [p for p in inspect.signature(factory).parameters if p not in ("self", "params")]
     _check_options("optimizer", name, options, valid)
     if isinstance(params, torch.nn.Module):
         params = params.parameters()
-    kwargs = {**defaults, **options, "lr": float(lr)}
-    return cls(params, **kwargs)
+    return factory(params, **options, lr=float(lr))
 
 
 def warmup_cosine_factor(
@@ -134,29 +134,6 @@ def warmup_cosine_factor(
     return final_factor + (1.0 - final_factor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-_SCHEDULE_OPTIONS: dict[str, tuple[str, ...]] = {
-    "none": (),
-    "cosine": ("eta_min", "T_max", "interval"),
-    "step": ("step_size", "gamma", "interval"),
-    "plateau": ("monitor", "mode", "factor", "patience", "threshold", "min_lr", "cooldown"),
-    "warmup_cosine": (
-        "warmup_steps",
-        "warmup_fraction",
-        "warmup_start_factor",
-        "final_factor",
-        "interval",
-    ),
-    "onecycle": (
-        "max_lr",
-        "pct_start",
-        "div_factor",
-        "final_div_factor",
-        "anneal_strategy",
-        "three_phase",
-    ),
-}
-
-
 def _need_total(name: str, total_steps: int | None) -> int:
     if total_steps is None or int(total_steps) <= 0:
         raise ValueError(
@@ -178,7 +155,7 @@ def build_scheduler(
 
     Args:
         optimizer: the optimiser whose learning rate is scheduled.
-        name: one of :data:`SCHEDULES`.
+        name: a registered schedule (built in: see :data:`SCHEDULES`).
         total_steps: number of optimiser steps of the whole run (needed by ``cosine``,
             ``warmup_cosine`` and ``onecycle``).
         **options: schedule options (see the module docstring); ``interval`` (``"step"`` or
@@ -191,58 +168,84 @@ def build_scheduler(
     Raises:
         ValueError: unknown schedule (valid ones listed), unknown option, missing total_steps.
     """
-    if name not in _SCHEDULE_OPTIONS:
-        raise _unknown_name("schedule", name, SCHEDULES)
-    _check_options("schedule", name, options, _SCHEDULE_OPTIONS[name])
-    sched = torch.optim.lr_scheduler
-    interval = options.pop("interval", "step")
+    builder = SCHEDULER_REGISTRY.lookup(name)
+    params = inspect.signature(builder).parameters
+    takes_interval = "interval" in params
+    valid = [p for p in params if p not in ("optimizer", "total_steps", "name")]
+    _check_options("schedule", name, options, valid)
+    interval = options.get("interval", "step")
     if interval not in ("step", "epoch"):
         raise ValueError(f"schedule option interval must be 'step' or 'epoch', got {interval!r}.")
-    if name == "none":
-        return None
-    if name == "cosine":
-        t_max = options.get("T_max") or _need_total(name, total_steps)
-        scheduler = sched.CosineAnnealingLR(
-            optimizer, T_max=int(t_max), eta_min=float(options.get("eta_min", 0.0))
-        )
-    elif name == "step":
-        if "step_size" not in options:
-            raise ValueError("schedule 'step' needs option step_size (steps or epochs per decay).")
-        scheduler = sched.StepLR(
-            optimizer, step_size=int(options["step_size"]), gamma=float(options.get("gamma", 0.1))
-        )
-    elif name == "plateau":
-        monitor = options.pop("monitor", "average_val_metric")
-        mode = options.pop("mode", "max" if monitor.startswith("average_") else "min")
-        scheduler = sched.ReduceLROnPlateau(optimizer, mode=mode, **options)
-        return {"scheduler": scheduler, "interval": "epoch", "frequency": 1, "monitor": monitor,
-                "strict": False}
-    elif name == "warmup_cosine":
-        total = _need_total(name, total_steps)
-        if "warmup_steps" in options:
-            warmup = int(options["warmup_steps"])
-        else:
-            warmup = int(round(float(options.get("warmup_fraction", 0.1)) * total))
-        if not 0 <= warmup < total:
-            raise ValueError(
-                f"schedule 'warmup_cosine': warmup_steps must be in [0, total_steps={total}), "
-                f"got {warmup}. Lower warmup_steps/warmup_fraction or raise the step budget."
-            )
-        kwargs = {
-            "total_steps": total,
-            "warmup_steps": warmup,
-            "warmup_start_factor": float(options.get("warmup_start_factor", 0.0)),
-            "final_factor": float(options.get("final_factor", 0.0)),
-        }
-        scheduler = sched.LambdaLR(optimizer, _WarmupCosine(**kwargs))
-    else:  # onecycle
-        total = _need_total(name, total_steps)
-        max_lr = options.pop("max_lr", None)
-        if max_lr is None:
-            max_lr = [group["lr"] for group in optimizer.param_groups]
-        scheduler = sched.OneCycleLR(optimizer, max_lr=max_lr, total_steps=total, **options)
-        interval = "step"
+    if takes_interval:
+        options["interval"] = interval
+    return builder(optimizer, total_steps=total_steps, **options)
+
+
+def _config(scheduler: Any, interval: str = "step") -> dict[str, Any]:
     return {"scheduler": scheduler, "interval": interval, "frequency": 1}
+
+
+@register_scheduler("none")
+def _none(optimizer: torch.optim.Optimizer, *, total_steps: int | None) -> None:
+    return None
+
+
+@register_scheduler("cosine")
+def _cosine(optimizer: torch.optim.Optimizer, *, total_steps: int | None, eta_min: float = 0.0,
+            T_max: int | None = None, interval: str = "step") -> dict[str, Any]:
+    t_max = T_max or _need_total("cosine", total_steps)
+    return _config(torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=int(t_max), eta_min=float(eta_min)), interval)
+
+
+@register_scheduler("step")
+def _step(optimizer: torch.optim.Optimizer, *, total_steps: int | None, step_size: int | None = None,
+          gamma: float = 0.1, interval: str = "step") -> dict[str, Any]:
+    if step_size is None:
+        raise ValueError("schedule 'step' needs option step_size (steps or epochs per decay).")
+    return _config(torch.optim.lr_scheduler.StepLR(optimizer, step_size=int(step_size),
+                                                   gamma=float(gamma)), interval)
+
+
+@register_scheduler("plateau")
+def _plateau(optimizer: torch.optim.Optimizer, *, total_steps: int | None,
+             monitor: str = "average_val_metric", mode: str | None = None, factor: float = 0.1,
+             patience: int = 10, threshold: float = 1e-4, min_lr: float = 0.0,
+             cooldown: int = 0) -> dict[str, Any]:
+    mode = mode or ("max" if monitor.startswith("average_") else "min")
+    scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=factor, patience=patience, threshold=threshold, min_lr=min_lr,
+        cooldown=cooldown)
+    return {**_config(scheduler, "epoch"), "monitor": monitor, "strict": False}
+
+
+@register_scheduler("warmup_cosine")
+def _warmup_cosine(optimizer: torch.optim.Optimizer, *, total_steps: int | None,
+                   warmup_steps: int | None = None, warmup_fraction: float = 0.1,
+                   warmup_start_factor: float = 0.0, final_factor: float = 0.0,
+                   interval: str = "step") -> dict[str, Any]:
+    total = _need_total("warmup_cosine", total_steps)
+    warmup = int(warmup_steps) if warmup_steps is not None else int(round(float(warmup_fraction) * total))
+    if not 0 <= warmup < total:
+        raise ValueError(
+            f"schedule 'warmup_cosine': warmup_steps must be in [0, total_steps={total}), "
+            f"got {warmup}. Lower warmup_steps/warmup_fraction or raise the step budget."
+        )
+    factor = _WarmupCosine(total_steps=total, warmup_steps=warmup,
+                           warmup_start_factor=float(warmup_start_factor), final_factor=float(final_factor))
+    return _config(torch.optim.lr_scheduler.LambdaLR(optimizer, factor), interval)
+
+
+@register_scheduler("onecycle")
+def _onecycle(optimizer: torch.optim.Optimizer, *, total_steps: int | None, max_lr: Any = None,
+              pct_start: float = 0.3, div_factor: float = 25.0, final_div_factor: float = 1e4,
+              anneal_strategy: str = "cos", three_phase: bool = False) -> dict[str, Any]:
+    total = _need_total("onecycle", total_steps)
+    if max_lr is None:
+        max_lr = [group["lr"] for group in optimizer.param_groups]
+    return _config(torch.optim.lr_scheduler.OneCycleLR(
+        optimizer, max_lr=max_lr, total_steps=total, pct_start=pct_start, div_factor=div_factor,
+        final_div_factor=final_div_factor, anneal_strategy=anneal_strategy, three_phase=three_phase))
 
 
 class _WarmupCosine:

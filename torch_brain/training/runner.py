@@ -20,6 +20,7 @@ import lightning as L
 import numpy as np
 import torch
 
+from torch_brain.models import MODEL_REGISTRY
 from torch_brain.training.config import dump_config, load_config
 from torch_brain.training.datamodule import DecodingDataModule
 from torch_brain.training.module import NeuralDecoder
@@ -439,12 +440,6 @@ def evaluate(
     return result
 
 
-def _model_class(name: str) -> Any:
-    from torch_brain.models import POYO, POYOPlus
-
-    return POYO if name == "poyo" else POYOPlus
-
-
 def finetune(
     config: str | Path | Mapping[str, Any] | None,
     overrides: Sequence[str] = (),
@@ -487,14 +482,8 @@ def finetune(
     # a torch_brain 0.1.x checkpoint keeps its model config (a dict) under hyper_parameters["model"]
     model_name = legacy_model_name(saved) or saved.get("hyper_parameters", {}).get("model", cfg["model"]["name"])
     specs = {t: get_modality(t) for t in dm.tasks}
-    cls = _model_class(model_name)
-    if model_name == "poyo":
-        if len(specs) != 1:
-            raise ValueError(f"a POYO checkpoint decodes one task; the data has {list(specs)}.")
-        model = cls.load_pretrained(ckpt_in, readout_spec=next(iter(specs.values())),
-                                    skip_readout=bool(ft["skip_readout"]))
-    else:
-        model = cls.load_pretrained(ckpt_in, readout_specs=specs, skip_readout=bool(ft["skip_readout"]))
+    cls = MODEL_REGISTRY.lookup(model_name)
+    model = cls.load_pretrained(ckpt_in, **cls.task_kwargs(specs), skip_readout=bool(ft["skip_readout"]))
     module = NeuralDecoder(model, optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            normalization=cfg["normalization"]["mode"],
                            compile=bool(cfg["trainer"]["compile"]))
