@@ -120,3 +120,27 @@ def test_codebook_head_predicts_the_expected_centroid():
     head.codebook.copy_(torch.tensor([[0.0, 0.0], [2.0, 4.0]]))
     logits = torch.tensor([[0.0, float(np.log(3.0))]])  # p = (0.25, 0.75)
     torch.testing.assert_close(head.predict(logits), torch.tensor([[1.5, 3.0]]))
+
+
+def test_poyo_with_a_codebook_head(tmp_path):
+    from torch_brain.models import POYO
+
+    torch.manual_seed(0)
+    model = init_vocab(POYO(**TINY, readout_spec="cursor_velocity_2d",
+                            readout_head={"kind": "codebook", "num_bins": 4, "sample_k": 3}))
+    assert list(model.vocabulary_heads()) == ["cursor_velocity_2d"]
+    model.readout.fit(np.random.default_rng(0).normal(size=(100, 2)))
+    model.eval()
+    batch = collate([model.tokenize(make_window(SESSIONS[i], 30, seed=i, tasks=("cursor_velocity_2d",)))
+                     for i in range(2)])
+    logits = model(**batch["model_inputs"])
+    assert logits.shape[1] == 4
+    unpacked = model(**batch["model_inputs"], unpack_output=True)
+    torch.testing.assert_close(torch.cat(unpacked), torch.softmax(logits, -1) @ model.readout.codebook)
+    loss = model.readout_spec.loss_fn(logits, batch["target_values"], batch["target_weights"])
+    assert torch.isfinite(loss)
+    torch.save(model.state_dict(), tmp_path / "p.pt")
+    back = POYO.load_pretrained(tmp_path / "p.pt").eval()
+    torch.testing.assert_close(torch.cat(back(**batch["model_inputs"], unpack_output=True)), torch.cat(unpacked))
+    with pytest.raises(ValueError, match="kind 'bins' decodes CONTINUOUS tasks, but 'reach_direction' is MULTINOMIAL"):
+        POYO(**TINY, readout_spec="reach_direction", readout_head={"kind": "bins"})

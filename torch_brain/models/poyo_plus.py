@@ -43,6 +43,8 @@ class POYOPlus(POYOBase):
         readout_specs: task name -> ModalitySpec, or a list of registered names (or of
             ``ModalitySpec.to_dict()`` entries); default: every modality registered in
             :data:`torch_brain.registry.MODALITY_REGISTRY` at construction time.
+        readout_heads: task name -> head options, e.g. ``{"cursor_velocity_2d": {"kind": "bins",
+            "num_bins": 64}}`` (default: linear heads); see :class:`~torch_brain.nn.MultitaskReadout`.
 
     Example:
         >>> model = POYOPlus(sequence_length=1.0, latent_step=0.05, dim=256, depth=4)
@@ -83,6 +85,18 @@ class POYOPlus(POYOBase):
         if self.readout.heads:
             out["readout_heads"] = {t: dict(o) for t, o in self.readout.heads.items()}
         return out
+
+    def readout_loss_spec(self, task: str) -> _registry.ModalitySpec:
+        """The task's spec with the loss its readout head trains with."""
+        return self.readout.readout_specs[task]
+
+    def predict(self, task: str, raw: Tensor) -> Tensor:
+        """Predictions from a task's raw head output (expected values for bins/codebook heads)."""
+        return self.readout.predict(task, raw)
+
+    def vocabulary_heads(self) -> dict[str, nn.Module]:
+        """Task -> expected-value head that is fitted on training targets."""
+        return self.readout.vocabulary_heads()
 
     @staticmethod
     def _specs_from_hparams(value: Any) -> dict[str, _registry.ModalitySpec] | None:

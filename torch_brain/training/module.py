@@ -201,7 +201,7 @@ class NeuralDecoder(L.LightningModule):
             ValueError: NaN/inf training targets (the session and count are named), constant
                 targets, or a task without any training target.
         """
-        heads = getattr(getattr(self.model, "readout", None), "vocabulary_heads", dict)()
+        heads = getattr(self.model, "vocabulary_heads", dict)()
         todo = {t: h for t, h in heads.items() if not h.is_fitted}
         if not todo:
             return []
@@ -219,7 +219,8 @@ class NeuralDecoder(L.LightningModule):
             if not pooled[task]:
                 raise ValueError(f"readout head of {task!r}: the training split has no target of this "
                                  "task to fit its bins on.")
-            options = self.model.readout.heads.get(task, {})
+            options = getattr(self.model, "readout_head", None) or \
+                getattr(self.model.readout, "heads", {}).get(task, {})
             head.fit(np.concatenate(pooled[task]), task=f"readout head of {task!r}",
                      **({"strategy": options["strategy"]} if "strategy" in options else {}))
         return sorted(todo)
@@ -284,13 +285,13 @@ class NeuralDecoder(L.LightningModule):
 
     def _readout_spec(self, task: str) -> Any:
         """The task's spec as the model's readout trains it (its head's loss)."""
-        specs = getattr(getattr(self.model, "readout", None), "readout_specs", None)
-        return specs[task] if isinstance(specs, Mapping) and task in specs else self.specs[task]
+        get = getattr(self.model, "readout_loss_spec", None)
+        return get(task) if get is not None else self.specs[task]
 
     def _predict(self, task: str, raw: torch.Tensor) -> torch.Tensor:
         """Predictions from a task's raw head output (expected values for bins/codebook heads)."""
-        readout = getattr(self.model, "readout", None)
-        return readout.predict(task, raw) if hasattr(readout, "predict") else raw
+        predict = getattr(self.model, "predict", None)
+        return predict(task, raw) if predict is not None else raw
 
     def _counts(self, decoder: torch.Tensor, task: str) -> torch.Tensor:
         return (decoder == self.specs[task].id).sum(dim=1)  # (B,) queries of task per sample
