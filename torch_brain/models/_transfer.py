@@ -97,10 +97,18 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
     else:
         hparams, ckpt_specs = _our_hparams(cls, ckpt, state, path, overrides)
     hparams.update(overrides)
+    if "readout_specs" in overrides and "readout_heads" not in overrides and hparams.get("readout_heads"):
+        tasks = set(cls._specs_from_hparams(hparams["readout_specs"]) or {})
+        hparams["readout_heads"] = {t: o for t, o in hparams["readout_heads"].items() if t in tasks}
     model = cls(**hparams)
 
     if skip_readout:
-        state = {k: v for k, v in state.items() if not k.startswith("readout.")}
+        # a new readout, but an expected-value head of a task the checkpoint knows keeps its
+        # fitted bins / codebook (the vocabulary is a property of the task, not of the session)
+        expected = model.state_dict()
+        state = {k: v for k, v in state.items() if not k.startswith("readout.")
+                 or (k.endswith((".centres", ".codebook")) and k in expected
+                     and tuple(expected[k].shape) == tuple(v.shape))}
         if "task_emb.weight" in state:
             state["task_emb.weight"] = _transfer_task_rows(model, ckpt_specs, state["task_emb.weight"])
 

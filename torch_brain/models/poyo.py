@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from torch_brain import registry as _registry
 from torch_brain.models._base import POYOBase, spec_from_dict
 from torch_brain.models._registry import register_model
 from torch_brain.nn import prepare_readout
+from torch_brain.nn.expected_value import SampledLoss, make_head
 
 __all__ = ["POYO"]
 
@@ -44,7 +46,9 @@ class POYO(POYOBase):
 
     Attributes:
         readout_spec: the task's spec (``model.readout_spec.loss_fn``).
-        readout: ``nn.Linear(dim, dim_out)``.
+        readout: ``nn.Linear(dim, dim_out)``, or the expected-value head chosen by ``readout_head``
+            (``{"kind": "bins" | "codebook", ...}``, options as in
+            :class:`~torch_brain.nn.MultitaskReadout`'s ``heads``; continuous tasks only).
     """
 
     def __init__(self, *, readout_spec: _registry.ModalitySpec | str = "cursor_velocity_2d",
@@ -52,7 +56,8 @@ class POYO(POYOBase):
                  num_latents_per_step: int = 16, dim: int = 128, depth: int = 2, dim_head: int = 64,
                  cross_heads: int = 1, self_heads: int = 8, ffn_dropout: float = 0.2,
                  lin_dropout: float = 0.4, atn_dropout: float = 0.0, emb_init_scale: float = 0.02,
-                 t_min: float = 1e-4, t_max: float = 4.0, rotary_periods: list[float] | None = None) -> None:
+                 t_min: float = 1e-4, t_max: float = 4.0, rotary_periods: list[float] | None = None,
+                 readout_head: Mapping[str, Any] | None = None) -> None:
         super().__init__(
             sequence_length=sequence_length, latent_step=latent_step,
             num_latents_per_step=num_latents_per_step, dim=dim, depth=depth, dim_head=dim_head,
@@ -64,10 +69,36 @@ class POYO(POYOBase):
         self.dim_out = self.readout_spec.dim if dim_out is None else int(dim_out)
         if self.dim_out < 1:
             raise ValueError(f"dim_out must be >= 1, but got {dim_out!r}.")
-        self.readout = nn.Linear(dim, self.dim_out)
+        self.readout_head = dict(readout_head or {})
+        options = dict(self.readout_head)
+        kind, sample_k = options.pop("kind", "linear"), options.pop("sample_k", None)
+        if kind != "linear" and self.readout_spec.type is not _registry.DataType.CONTINUOUS:
+            raise ValueError(f"readout_head kind {kind!r} decodes CONTINUOUS tasks, but "
+                             f"{self.readout_spec.name!r} is {self.readout_spec.type.name}; use kind 'linear'.")
+        self.readout, loss = make_head(kind, dim, self.dim_out, **options)
+        loss = self.readout_spec.loss_fn if loss is None else loss
+        if sample_k is not None:
+            loss = SampledLoss(loss, sample_k)
+        if loss is not self.readout_spec.loss_fn:
+            self.readout_spec = dataclasses.replace(self.readout_spec, loss_fn=loss)
 
     def _readout_hparams(self) -> dict[str, Any]:
-        return {"readout_spec": self.readout_spec.to_dict(), "dim_out": self.dim_out}
+        out = {"readout_spec": self.readout_spec.to_dict(), "dim_out": self.dim_out}
+        if self.readout_head:
+            out["readout_head"] = dict(self.readout_head)
+        return out
+
+    def readout_loss_spec(self, task: str) -> _registry.ModalitySpec:
+        """The task's spec with the loss its readout head trains with."""
+        return self.readout_spec
+
+    def predict(self, task: str, raw: Tensor) -> Tensor:
+        """Predictions from the head's raw output (expected values for bins/codebook heads)."""
+        return self.readout.predict(raw) if hasattr(self.readout, "predict") else raw
+
+    def vocabulary_heads(self) -> dict[str, nn.Module]:
+        """Task -> expected-value head that is fitted on training targets (empty for linear)."""
+        return {self.readout_spec.name: self.readout} if hasattr(self.readout, "fit") else {}
 
     @staticmethod
     def _specs_from_hparams(value: Any) -> Any:
@@ -97,9 +128,10 @@ class POYO(POYOBase):
             input_token_type=input_token_type, input_mask=input_mask, latent_index=latent_index,
             latent_timestamps=latent_timestamps, queries=queries, output_timestamps=output_timestamps,
         )
-        preds = self.readout(out[output_mask])  # [sum n_i, dim_out]
+        preds = self.readout(out[output_mask])  # [sum n_i, dim_out] (logits of an expected-value head)
         if not unpack_output:
             return preds
+        preds = self.predict(self.readout_spec.name, preds)
         return list(torch.split(preds, output_mask.sum(dim=1).tolist()))
 
     def tokenize(self, data: Any) -> dict[str, Any]:

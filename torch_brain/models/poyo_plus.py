@@ -46,6 +46,8 @@ class POYOPlus(POYOBase):
         readout_specs: task name -> ModalitySpec, or a list of registered names (or of
             ``ModalitySpec.to_dict()`` entries); default: every modality registered in
             :data:`torch_brain.registry.MODALITY_REGISTRY` at construction time.
+        readout_heads: task name -> head options, e.g. ``{"cursor_velocity_2d": {"kind": "bins",
+            "num_bins": 64}}`` (default: linear heads); see :class:`~torch_brain.nn.MultitaskReadout`.
 
     Example:
         >>> model = POYOPlus(sequence_length=1.0, latent_step=0.05, dim=256, depth=4)
@@ -58,7 +60,8 @@ class POYOPlus(POYOBase):
                  cross_heads: int = 1, self_heads: int = 8, ffn_dropout: float = 0.2,
                  lin_dropout: float = 0.4, atn_dropout: float = 0.0, emb_init_scale: float = 0.02,
                  t_min: float = 1e-4, t_max: float = 4.0, rotary_periods: list[float] | None = None,
-                 readout_specs: Mapping[str, _registry.ModalitySpec] | None = None) -> None:
+                 readout_specs: Mapping[str, _registry.ModalitySpec] | None = None,
+                 readout_heads: Mapping[str, Mapping[str, Any]] | None = None) -> None:
         super().__init__(
             sequence_length=sequence_length, latent_step=latent_step,
             num_latents_per_step=num_latents_per_step, dim=dim, depth=depth, dim_head=dim_head,
@@ -70,7 +73,7 @@ class POYOPlus(POYOBase):
             readout_specs = dict(_registry.MODALITY_REGISTRY)
         elif isinstance(readout_specs, (list, tuple)):  # registered names or ModalitySpec.to_dict() entries
             readout_specs = self._specs_from_hparams(readout_specs)
-        self.readout = MultitaskReadout(dim, readout_specs)
+        self.readout = MultitaskReadout(dim, readout_specs, heads=readout_heads)
         specs = self.readout.readout_specs
         ids = sorted(spec.id for spec in specs.values())
         # task_emb row r belongs to the task with the r-th smallest id
@@ -80,8 +83,23 @@ class POYOPlus(POYOBase):
         nn.init.normal_(self.task_emb.weight, std=emb_init_scale)
 
     def _readout_hparams(self) -> dict[str, Any]:
-        return {"readout_specs": [spec.to_dict() | {"name": name}
-                                  for name, spec in self.readout.readout_specs.items()]}
+        out: dict[str, Any] = {"readout_specs": [spec.to_dict() | {"name": name}
+                                                 for name, spec in self.readout.readout_specs.items()]}
+        if self.readout.heads:
+            out["readout_heads"] = {t: dict(o) for t, o in self.readout.heads.items()}
+        return out
+
+    def readout_loss_spec(self, task: str) -> _registry.ModalitySpec:
+        """The task's spec with the loss its readout head trains with."""
+        return self.readout.readout_specs[task]
+
+    def predict(self, task: str, raw: Tensor) -> Tensor:
+        """Predictions from a task's raw head output (expected values for bins/codebook heads)."""
+        return self.readout.predict(task, raw)
+
+    def vocabulary_heads(self) -> dict[str, nn.Module]:
+        """Task -> expected-value head that is fitted on training targets."""
+        return self.readout.vocabulary_heads()
 
     @staticmethod
     def _specs_from_hparams(value: Any) -> dict[str, _registry.ModalitySpec] | None:

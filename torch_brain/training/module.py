@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from torch_brain.models import MODEL_REGISTRY
-from torch_brain.training.normalization import TargetNormalizer, compute_target_stats
+from torch_brain.training.normalization import TargetNormalizer, compute_target_stats, training_targets
 from torch_brain.training.optim import build_optimizer, build_scheduler
 
 __all__ = ["MODELS", "NeuralDecoder", "build_model"]
@@ -190,6 +190,40 @@ class NeuralDecoder(L.LightningModule):
                 self.hparams.normalization != "none":
             self.normalizer = TargetNormalizer(compute_target_stats(
                 dm.dataset("train"), self.specs, mode=self.hparams.normalization))
+        if stage == "fit":
+            self.fit_readout_vocabularies(dm.dataset("train"))
+
+    def fit_readout_vocabularies(self, dataset: Any) -> list[str]:
+        """Fits the bins / codebooks of expected-value heads that have none yet, from ``dataset``'s
+        training targets as the loss sees them (normalised). Returns the tasks fitted.
+
+        Raises:
+            ValueError: NaN/inf training targets (the session and count are named), constant
+                targets, or a task without any training target.
+        """
+        heads = getattr(self.model, "vocabulary_heads", dict)()
+        todo = {t: h for t, h in heads.items() if not h.is_fitted}
+        if not todo:
+            return []
+        pooled: dict[str, list[np.ndarray]] = {t: [] for t in todo}
+        for task, rid, values, _ in training_targets(dataset, {t: self.specs[t] for t in todo}):
+            bad = ~np.all(np.isfinite(values), axis=1)
+            if bad.any():
+                raise ValueError(
+                    f"readout head of {task!r}: {int(bad.sum())} of {len(values)} training targets of "
+                    f"session {rid!r} are NaN or inf; fix or drop them before fitting the head's bins."
+                )
+            t = self.normalizer.normalize(task, torch.from_numpy(values).float(), [rid])
+            pooled[task].append(t.double().numpy())
+        for task, head in todo.items():
+            if not pooled[task]:
+                raise ValueError(f"readout head of {task!r}: the training split has no target of this "
+                                 "task to fit its bins on.")
+            options = getattr(self.model, "readout_head", None) or \
+                getattr(self.model.readout, "heads", {}).get(task, {})
+            head.fit(np.concatenate(pooled[task]), task=f"readout head of {task!r}",
+                     **({"strategy": options["strategy"]} if "strategy" in options else {}))
+        return sorted(todo)
 
     def _check_eval_sessions(self, dm: Any, split: str) -> None:
         """Evaluation needs trained embeddings of every session and unit it reads."""
@@ -249,6 +283,16 @@ class NeuralDecoder(L.LightningModule):
         return (wrap(output), wrap(batch["target_values"]), wrap(batch.get("target_weights")),
                 wrap(batch.get("eval_mask")), decoder)
 
+    def _readout_spec(self, task: str) -> Any:
+        """The task's spec as the model's readout trains it (its head's loss)."""
+        get = getattr(self.model, "readout_loss_spec", None)
+        return get(task) if get is not None else self.specs[task]
+
+    def _predict(self, task: str, raw: torch.Tensor) -> torch.Tensor:
+        """Predictions from a task's raw head output (expected values for bins/codebook heads)."""
+        predict = getattr(self.model, "predict", None)
+        return predict(task, raw) if predict is not None else raw
+
     def _counts(self, decoder: torch.Tensor, task: str) -> torch.Tensor:
         return (decoder == self.specs[task].id).sum(dim=1)  # (B,) queries of task per sample
 
@@ -264,7 +308,7 @@ class NeuralDecoder(L.LightningModule):
             target = targets[task]
             if spec.type.name == "CONTINUOUS":
                 target = self.normalizer.normalize(task, target.to(pred.dtype), sessions, counts)
-            loss = spec.loss_fn(pred, target, weights.get(task))
+            loss = self._readout_spec(task).loss_fn(pred, target, weights.get(task))
             per_task[task] = loss.detach()
             total = total + loss * (counts > 0).sum()
         return total / batch_size, per_task
@@ -293,6 +337,7 @@ class NeuralDecoder(L.LightningModule):
         preds: list[dict[str, torch.Tensor]] = [{} for _ in sessions]
         for task, pred in outputs.items():
             counts = self._counts(decoder, task)
+            pred = self._predict(task, pred)
             if self.specs[task].type.name == "CONTINUOUS":
                 pred = self.normalizer.denormalize(task, pred.float(), sessions, counts)
             for i, chunk in enumerate(torch.split(pred, counts.tolist())):

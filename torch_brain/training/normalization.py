@@ -9,13 +9,13 @@ training sessions). They travel in the checkpoint (``checkpoint["target_normaliz
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 import torch
 
-__all__ = ["NORMALIZATION_MODES", "TargetNormalizer", "compute_target_stats"]
+__all__ = ["NORMALIZATION_MODES", "TargetNormalizer", "compute_target_stats", "training_targets"]
 
 NORMALIZATION_MODES: tuple[str, ...] = ("global", "none", "per_session")
 _MIN_STD = 1e-6
@@ -30,6 +30,46 @@ def _inside(timestamps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
     out = np.zeros(timestamps.shape, dtype=bool)
     out[ok] = timestamps[ok] < ends[k[ok]]
     return out
+
+
+def training_targets(dataset: Any, tasks: Mapping[str, Any]) -> Iterator[tuple[str, str, np.ndarray, bool]]:
+    """Every task's targets inside each recording's training sampling intervals.
+
+    Args:
+        dataset: a training-split :class:`~torch_brain.data.Dataset`.
+        tasks: {task name: ModalitySpec}.
+
+    Yields:
+        ``(task, recording_id, values (n, dim) float64, normalized)`` for every recording that
+        decodes the task; ``normalized`` is True when the dataset config normalises the task there
+        (``normalize_mean`` / ``normalize_std``, already applied to ``values``, as the tokenizer
+        does). Values may hold NaN; callers decide.
+    """
+    for rid, intervals in dataset.get_sampling_intervals().items():
+        data = dataset.get_recording_data(rid)
+        starts = np.asarray(intervals.start, dtype=np.float64)
+        ends = np.asarray(intervals.end, dtype=np.float64)
+        readouts = {}
+        if hasattr(dataset, "get_config"):
+            config = dataset.get_config(rid) or {}
+            readouts = {r["readout_id"]: r for r in config.get("multitask_readout", []) or []}
+        for name, spec in tasks.items():
+            entry = readouts.get(name, {})
+            if readouts and name not in readouts:
+                continue  # this session does not decode the task
+            tkey = entry.get("timestamp_key") or spec.timestamp_key
+            vkey = entry.get("value_key") or spec.value_key
+            if not (data.has_nested_attribute(tkey) and data.has_nested_attribute(vkey)):
+                continue
+            ts = np.asarray(data.get_nested_attribute(tkey), dtype=np.float64).reshape(-1)
+            values = np.asarray(data.get_nested_attribute(vkey), dtype=np.float64)
+            values = values.reshape(len(values), -1)[_inside(ts, starts, ends)]
+            mean, std = entry.get("normalize_mean"), entry.get("normalize_std")
+            if mean is not None:
+                values = values - np.asarray(mean, dtype=np.float64)
+            if std is not None:
+                values = values / np.asarray(std, dtype=np.float64)
+            yield name, rid, values, mean is not None or std is not None
 
 
 def compute_target_stats(
@@ -60,32 +100,14 @@ def compute_target_stats(
     continuous = {n: s for n, s in tasks.items() if getattr(s.type, "name", "") == "CONTINUOUS"}
     sums: dict[str, dict[str, list]] = {n: {} for n in continuous}
     identity: dict[str, set[str]] = {n: set() for n in continuous}
-    for rid, intervals in dataset.get_sampling_intervals().items():
-        data = dataset.get_recording_data(rid)
-        starts = np.asarray(intervals.start, dtype=np.float64)
-        ends = np.asarray(intervals.end, dtype=np.float64)
-        readouts = {}
-        if hasattr(dataset, "get_config"):
-            config = dataset.get_config(rid) or {}
-            readouts = {r["readout_id"]: r for r in config.get("multitask_readout", []) or []}
-        for name, spec in continuous.items():
-            entry = readouts.get(name, {})
-            if readouts and name not in readouts:
-                continue  # this session does not decode the task
-            if entry.get("normalize_mean") is not None or entry.get("normalize_std") is not None:
-                identity[name].add(rid)  # the dataset config already normalises this task
-                continue
-            tkey = entry.get("timestamp_key") or spec.timestamp_key
-            vkey = entry.get("value_key") or spec.value_key
-            if not (data.has_nested_attribute(tkey) and data.has_nested_attribute(vkey)):
-                continue
-            ts = np.asarray(data.get_nested_attribute(tkey), dtype=np.float64).reshape(-1)
-            values = np.asarray(data.get_nested_attribute(vkey), dtype=np.float64)
-            values = values.reshape(len(values), -1)[_inside(ts, starts, ends)]
-            values = values[np.all(np.isfinite(values), axis=1)]
-            if len(values):
-                mean = values.mean(0)
-                sums[name][rid] = (len(values), mean, ((values - mean) ** 2).sum(0))
+    for name, rid, values, normalized in training_targets(dataset, continuous):
+        if normalized:
+            identity[name].add(rid)  # the dataset config already normalises this task
+            continue
+        values = values[np.all(np.isfinite(values), axis=1)]
+        if len(values):
+            mean = values.mean(0)
+            sums[name][rid] = (len(values), mean, ((values - mean) ** 2).sum(0))
     for name, per_session in sums.items():
         if not per_session:
             continue
