@@ -660,7 +660,13 @@ def read_data(file: Any, lazy: bool = True) -> Data:
                 f"Data.from_hdf5: {str(path)!r} is not an HDF5 file (no HDF5 signature found). Pass a .h5 file written "
                 f"by Data.to_hdf5 / brainsets."
             )
-        handle = h5py.File(path, "r")
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as err:  # truncated or damaged: h5py's message alone does not name the file
+            raise ValueError(
+                f"Data.from_hdf5: could not open {str(path)!r} ({err}); the file is truncated or damaged. "
+                f"Re-create it with Data.to_hdf5 / brainsets."
+            ) from None
         data = read_data(handle, lazy=lazy)
         if lazy:
             data.__dict__["_file"] = handle  # keep the file open as long as the object lives

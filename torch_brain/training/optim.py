@@ -109,8 +109,14 @@ def build_optimizer(
     _check_options("optimizer", name, options, valid)
     if isinstance(params, torch.nn.Module):
         params = params.parameters()
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+        raise ValueError(f"optimizer {name!r}: lr (optimizer.lr) must be a positive number, got {lr!r}.")
     kwargs = {**defaults, **options, "lr": float(lr)}
-    return cls(params, **kwargs)
+    try:
+        return cls(params, **kwargs)
+    except ValueError as err:  # torch's own range checks ("Invalid beta parameter ...")
+        raise ValueError(f"optimizer {name!r}: {err}; fix that option (optimizer.<option> in a config), "
+                         f"got options {kwargs}.") from None
 
 
 def warmup_cosine_factor(

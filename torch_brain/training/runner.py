@@ -27,8 +27,10 @@ from torch_brain.training.run_dir import (
     AtomicCheckpointIO,
     HistoryCallback,
     atomic_write_text,
+    check_run_dir,
     last_checkpoint,
     prepare_run_dir,
+    read_checkpoint,
 )
 
 __all__ = [
@@ -253,7 +255,7 @@ def _plot_history(config: Mapping[str, Any], run_dir: Path) -> None:
 
 def _check_resume_compatible(module: NeuralDecoder, ckpt: Path) -> None:
     """Refuses a checkpoint of another architecture / task set, listing the differences."""
-    saved = torch.load(ckpt, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    saved = read_checkpoint(ckpt, "the checkpoint to resume from").get("hyper_parameters", {})
     diffs = [
         f"{k}: checkpoint {saved.get(k)!r} vs config {module.hparams.get(k)!r}"
         for k in ("model", "tasks", "model_kwargs", "sequence_length")
@@ -263,6 +265,21 @@ def _check_resume_compatible(module: NeuralDecoder, ckpt: Path) -> None:
         raise ValueError(f"cannot resume from {str(ckpt)!r}: it was trained with another model or "
                          "task set:\n  " + "\n  ".join(diffs)
                          + "\nResume with the run's own config (it is in the run directory).")
+
+
+def _check_before_writing(config: Mapping[str, Any], dm: DecodingDataModule) -> None:
+    """Builds the datasets and a throw-away optimiser / schedule, so that a bad split, selection or
+    optimiser option is refused before the run directory is created (Lightning would build them
+    only inside ``trainer.fit``)."""
+    from torch_brain.training.optim import build_optimizer, build_scheduler
+
+    dm.setup("fit")
+    opt = dict(config["optimizer"])
+    optimizer = build_optimizer([torch.zeros(1, requires_grad=True)], opt.pop("name", "adamw"), **opt)
+    sched = dict(config["scheduler"] or {"name": "none"})
+    max_steps = config["trainer"]["max_steps"]
+    if max_steps and int(max_steps) > 0:
+        build_scheduler(optimizer, sched.pop("name", "none"), total_steps=int(max_steps), **sched)
 
 
 def fit(
@@ -285,11 +302,11 @@ def fit(
         callbacks: extra Lightning callbacks.
     """
     if resume and config is None and run_dir is not None:
+        check_run_dir(run_dir, resume=True)
         config = Path(run_dir) / "config.yaml"
     cfg = resolve_config(config, overrides)
-    out = _run_dir_of(cfg, run_dir)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    dump_config(cfg, out / "config.yaml")
+    out = check_run_dir(_run_dir_of(cfg, run_dir), resume=resume, overwrite=overwrite)
+    # everything that can refuse the config runs before the run directory is touched
     _seed(cfg)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm.tasks)
@@ -297,6 +314,9 @@ def fit(
     if ckpt is not None:
         _check_resume_compatible(module, ckpt)
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
+    _check_before_writing(cfg, dm)
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    dump_config(cfg, out / "config.yaml")
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     summary = _final_summary(out, trainer)
     _plot_history(cfg, out)
@@ -474,12 +494,10 @@ def finetune(
             "--checkpoint PATH or set finetune.checkpoint."
         )
     cfg["finetune"]["checkpoint"] = str(ckpt_in)
-    out = _run_dir_of(cfg, run_dir)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    dump_config(cfg, out / "config.yaml")
+    out = check_run_dir(_run_dir_of(cfg, run_dir), resume=resume, overwrite=overwrite)
     _seed(cfg)
     dm = build_datamodule(cfg)
-    saved = torch.load(ckpt_in, map_location="cpu", weights_only=True)
+    saved = read_checkpoint(ckpt_in, "the pretrained checkpoint (--checkpoint / finetune.checkpoint)")
     model_name = saved.get("hyper_parameters", {}).get("model", cfg["model"]["name"])
     specs = {t: get_modality(t) for t in dm.tasks}
     cls = _model_class(model_name)
@@ -493,6 +511,8 @@ def finetune(
     module = NeuralDecoder(model, optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            normalization=cfg["normalization"]["mode"],
                            compile=bool(cfg["trainer"]["compile"]))
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    dump_config(cfg, out / "config.yaml")
     known_units = set(model.unit_emb.vocab or {})
     known_sessions = set(model.session_emb.vocab or {})
     module.init_vocab(dm)
