@@ -138,6 +138,10 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: boo
     """
     run_dir = check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
+        # half-written temporary files of a process killed while saving (the files they were
+        # meant to replace are intact)
+        for leftover in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")]:
+            leftover.unlink()
         return run_dir
     if overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
         shutil.rmtree(run_dir)
