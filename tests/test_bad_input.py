@@ -126,6 +126,10 @@ def ctx(tmp_path_factory):
     ns.list_yaml.write_text("- a\n- b\n")
     ns.typo_dataset_yaml = inputs / "typo_dataset.yaml"
     ns.typo_dataset_yaml.write_text("- selction:\n    - brainset: synthetic_reaching\n")
+    ns.foreign = inputs / "foreign.h5"
+    with h5py.File(ns.foreign, "w") as f:  # valid HDF5, not written by Data.to_hdf5
+        f["x"] = np.arange(3)
+    ns.run_without_ckpt = inputs / "run_without_ckpt"
     ns.text_ckpt = inputs / "notes.ckpt"
     ns.text_ckpt.write_text("not a checkpoint\n")
     ns.list_ckpt = inputs / "list.ckpt"
@@ -139,6 +143,7 @@ def ctx(tmp_path_factory):
     fit(cfg, run_dir=ns.run)
     ns.ckpt = ns.run / "checkpoints" / "last.ckpt"
     ns.config_yaml = ns.run / "config.yaml"
+    shutil.copytree(ns.run, ns.run_without_ckpt, ignore=shutil.ignore_patterns("*.ckpt", "summary.json"))
     ns.torn_ckpt = inputs / "torn.ckpt"
     ns.torn_ckpt.write_bytes(ns.ckpt.read_bytes()[: ns.ckpt.stat().st_size // 2])
     ns.outside_file = inputs / "a_file"
@@ -161,15 +166,17 @@ def _model(**kw):
     return POYOPlus(**{"sequence_length": 1.0, **TINY_MODEL, **kw})
 
 
-def _window(root, split="train"):
-    ds = Dataset(root, config=str(DATASET_CONFIG), split=split)
+def _window(root, length=1.0):
+    ds = Dataset(root, config=str(DATASET_CONFIG), split="train")
     iv = ds.get_sampling_intervals()[SESSION]
     t0 = float(iv.start[0])
-    return ds, ds.get(SESSION, t0, t0 + 1.0)
+    return ds, ds.get(SESSION, t0, t0 + length)
 
 
-def _tokenize(root, vocab=True, units=None, sessions=None):
-    ds, window = _window(root)
+def _tokenize(root, vocab=True, units=None, sessions=None, window=1.0, config=None):
+    ds, window = _window(root, window)
+    if config is not None:
+        window.config = config
     model = _model()
     if vocab:
         model.unit_emb.initialize_vocab(units if units is not None else ds.get_unit_ids())
@@ -177,10 +184,11 @@ def _tokenize(root, vocab=True, units=None, sessions=None):
     return model.tokenize(window)
 
 
-def _sample_all(root, split="train", tokenize=False):
+def _sample_all(root, split="train", tokenize=False, memory_budget=2**30):
     """Read (and tokenize) every training window of ``root``, the guide's way."""
     model = _model()
-    ds = Dataset(root, config=str(DATASET_CONFIG), split=split, transform=model.tokenize if tokenize else None)
+    ds = Dataset(root, config=str(DATASET_CONFIG), split=split, transform=model.tokenize if tokenize else None,
+                 memory_budget=memory_budget)
     model.unit_emb.initialize_vocab(ds.get_unit_ids())
     model.session_emb.initialize_vocab(ds.get_session_ids())
     sampler = RandomFixedWindowSampler(ds.get_sampling_intervals(), window_length=1.0, generator=0)
@@ -256,11 +264,17 @@ CASES = [
     ("empty_split", lambda c: Dataset(c.empty_valid, config=DATASET_CONFIG, split="valid"), ValueError, r"split 'valid' has no intervals"),
     ("get_unknown_recording", lambda c: Dataset(c.root).get("synthetic_reaching/session_01", 0.0, 1.0), ValueError, r"recording_id 'synthetic_reaching/session_01' is not in this dataset"),
     ("get_end_before_start", lambda c: Dataset(c.root).get(SESSION, 2.0, 1.0), ValueError, r"end must be > start"),
+    ("dataset_bad_index", lambda c: Dataset(c.root)[("synthetic_reaching/session_00", 0.0)], TypeError, r"index must be a DatasetIndex\(recording_id, start, end\)"),
+    ("dataset_transform_not_callable", lambda c: Dataset(c.root, transform="tokenize"), TypeError, r"transform must be callable or None, got str"),
+    ("h5_is_a_folder", lambda c: torch_brain.data.Data.from_hdf5(c.root), ValueError, r"is not an HDF5 file"),
+    ("h5_foreign_layout", lambda c: torch_brain.data.Data.from_hdf5(c.foreign), ValueError, r"group '/' in .*foreign\.h5' has no 'object' attribute"),
     # --- values in the files -------------------------------------------------------------------------
     ("nan_targets", lambda c: _sample_all(c.nan_targets, tokenize=True), ValueError, r"readout 'cursor_velocity_2d': 'cursor.vel' holds \d+ NaN/inf value\(s\) in \d+ row\(s\) of session 'synthetic_reaching/session_00'.*must be finite"),
     ("inf_spike_timestamps", lambda c: _sample_all(c.inf_spike_time), ValueError, r"'timestamps' must be finite, but 1 value\(s\) are inf"),
     ("nan_spike_timestamps", lambda c: _sample_all(c.nan_spike_time), ValueError, r"NaN"),
     ("unsorted_spike_timestamps", lambda c: _sample_all(c.unsorted), ValueError, r"sorted"),
+    ("lazy_unsorted_spike_timestamps", lambda c: _sample_all(c.unsorted, memory_budget=0), ValueError, r"'/spikes/timestamps' of .*session_00\.h5': timestamps .* not sorted and finite"),
+    ("lazy_nan_spike_timestamps", lambda c: _sample_all(c.nan_spike_time, memory_budget=0), ValueError, r"'/spikes/timestamps' of .*session_00\.h5': timestamps .* not sorted and finite"),
     ("timeseries_unsorted", lambda c: IrregularTimeSeries(timestamps=np.array([0.2, 0.1]), domain="auto"), ValueError, r"'timestamps' must be sorted"),
     ("timeseries_nan", lambda c: IrregularTimeSeries(timestamps=np.array([0.1, np.nan]), domain="auto"), ValueError, r"NaN"),
     ("regular_zero_rate", lambda c: RegularTimeSeries(x=np.zeros(3), sampling_rate=0.0, domain="auto"), ValueError, r"sampling_rate"),
@@ -278,6 +292,8 @@ CASES = [
     ("tokenize_before_initialize_vocab", lambda c: _tokenize(c.root, vocab=False), ValueError, r"initialize_vocab"),
     ("unit_missing_from_vocab", lambda c: _tokenize(c.root, units=["synthetic_reaching/session_00/unit_000"]), ValueError, r"tokenize: session 'synthetic_reaching/session_00': model.unit_emb: 5 id\(s\) not in the vocabulary .*'synthetic_reaching/session_00/unit_001'.*extend_vocab"),
     ("session_missing_from_vocab", lambda c: _tokenize(c.root, sessions=["synthetic_reaching/other"]), ValueError, r"model.session_emb: 1 id\(s\) not in the vocabulary .*\['synthetic_reaching/session_00'\]"),
+    ("tokenize_window_too_long", lambda c: _tokenize(c.root, window=2.0), ValueError, r"is 2 s long but the model's sequence_length is 1 s"),
+    ("model_latent_step_not_dividing", lambda c: _model(latent_step=0.3), ValueError, r"sequence_length \(1.0\) must be a whole multiple of latent_step \(0.3\)"),
     ("model_dim_zero", lambda c: _model(dim=0), ValueError, r"dim must be a positive int, but got 0"),
     ("model_depth_negative", lambda c: _model(depth=-1), ValueError, r"depth must be a positive int, but got -1"),
     ("model_latent_step_zero", lambda c: _model(latent_step=0.0), ValueError, r"latent_step must be a positive number"),
@@ -286,6 +302,7 @@ CASES = [
     ("stitch_length_mismatch", lambda c: stitch(torch.zeros(4, dtype=torch.float64), torch.zeros(3, 2)), ValueError, r"same length along dim 0, got 4 and 3"),
     ("stitch_int32_values", lambda c: stitch(torch.zeros(4, dtype=torch.float64), torch.zeros(4, dtype=torch.int32)), TypeError, r"`values` must be floating point .* got dtype torch.int32"),
     ("stitch_2d_timestamps", lambda c: stitch(torch.zeros(4, 1, dtype=torch.float64), torch.zeros(4)), ValueError, r"`timestamps` must be 1-D"),
+    ("stitch_bool_values", lambda c: stitch(torch.zeros(2, dtype=torch.float64), torch.zeros(2, dtype=torch.bool)), TypeError, r"`values` must be floating point"),
     ("stitch_numpy", lambda c: stitch(np.zeros(4), torch.zeros(4)), TypeError, r"`timestamps` must be a torch.Tensor, got ndarray"),
     ("stitch_nan_timestamps", lambda c: stitch(torch.tensor([0.0, np.nan], dtype=torch.float64), torch.zeros(2)), ValueError, r"NaN"),
     # --- pretrained checkpoints ------------------------------------------------------------------------
@@ -304,14 +321,36 @@ CASES = [
     ("cli_key_misspelled", lambda c: _cli("fit", c.config_yaml, "trainer.max_step=3", "--run-dir", c.base / "r_typo"), CLIError, r"Unknown config key 'trainer.max_step'. Did you mean 'trainer.max_steps'"),
     ("cli_yaml_key_misspelled", lambda c: _cli("validate", c.typo_run(c)), CLIError, r"Unknown config key 'trainer.max_step'"),
     ("cli_data_config_missing", lambda c: _fit_cli(c, "data.config=null"), CLIError, r"data\.config"),
+    ("cli_readout_id_missing", lambda c: _fit_cli(c, "data.config=" + repr([{"selection": [{"brainset": "synthetic_reaching"}], "config": {"multitask_readout": [{"weights": {}}]}}])), CLIError, r"multitask_readout entry 0 needs a 'readout_id'"),
+    ("cli_task_unknown", lambda c: _fit_cli(c, "data.config=" + repr([{"selection": [{"brainset": "synthetic_reaching"}], "config": {"multitask_readout": [{"readout_id": "cursor_velocity"}]}}])), CLIError, r"unknown task\(s\) \['cursor_velocity'\]; registered tasks: .*cursor_velocity_2d"),
+    ("tokenize_readout_id_missing", lambda c: _tokenize(c.root, config={"multitask_readout": [{"weights": {}}]}), ValueError, r"every multitask_readout entry needs a 'readout_id'"),
     ("cli_unknown_split", lambda c: _fit_cli(c, "data.val_split=validation", "trainer.limit_val_batches=null"), CLIError, r"split must be None or one of"),
     ("cli_unknown_session", lambda c: _fit_cli(c, "data.config=" + repr([{"selection": [{"brainset": "synthetic_reaching", "session": "s9"}], "config": {"multitask_readout": [{"readout_id": "cursor_velocity_2d"}]}}])), CLIError, r"\['s9'\] not found"),
-    ("cli_batch_size_zero", lambda c: _fit_cli(c, "data.batch_size=0"), CLIError, r"batch_size"),
+    ("cli_batch_size_zero", lambda c: _fit_cli(c, "data.batch_size=0"), CLIError, r"batch_size must be >= 1 \(data.batch_size\), got 0"),
     ("cli_lr_negative", lambda c: _fit_cli(c, "optimizer.lr=-0.1"), CLIError, r"lr \(optimizer.lr\) must be a positive number, got -0.1"),
     ("cli_weight_decay_negative", lambda c: _fit_cli(c, "optimizer.weight_decay=-1"), CLIError, r"optimizer 'adamw': .*weight_decay"),
     ("cli_window_length_negative", lambda c: _fit_cli(c, "data.window_length=-1"), CLIError, r"window_length"),
     ("cli_model_dim_zero", lambda c: _fit_cli(c, "model.dim=0"), CLIError, r"dim must be a positive int"),
     ("cli_no_steps", lambda c: _fit_cli(c, "trainer.max_steps=-1", "trainer.max_epochs=-1"), CLIError, r"max_steps > 0 or trainer.max_epochs > 0"),
+    ("cli_scheduler_unknown", lambda c: _fit_cli(c, "scheduler.name=cosin"), CLIError, r"cosin.*(cosine)"),
+    ("cli_optimizer_unknown", lambda c: _fit_cli(c, "optimizer.name=lamb"), CLIError, r"'lamb'.*sparse_lamb"),
+    ("cli_optimizer_option_misspelled", lambda c: _fit_cli(c, "optimizer.weight_decy=0.1"), CLIError, r"weight_decy.*weight_decay"),
+    ("cli_precision_16_on_cpu", lambda c: _fit_cli(c, "trainer.precision=16-mixed"), CLIError, r"16-mixed needs a GPU"),
+    ("cli_latent_step_not_dividing", lambda c: _fit_cli(c, "model.latent_step=0.3"), CLIError, r"whole multiple of latent_step"),
+    ("cli_data_root_missing", lambda c: _fit_cli(c, f"data.root={c.base / 'nowhere'}"), CLIError, r"nowhere.* is not a folder"),
+    ("cli_num_workers_negative", lambda c: _fit_cli(c, "data.num_workers=-1"), CLIError, r"num_workers must be >= 0 \(data.num_workers"),
+    ("cli_accumulate_zero", lambda c: _fit_cli(c, "trainer.accumulate_grad_batches=0"), CLIError, r"trainer.accumulate_grad_batches must be an int >= 1, got 0"),
+    ("cli_grad_clip_negative", lambda c: _fit_cli(c, "trainer.gradient_clip_val=-1"), CLIError, r"trainer.gradient_clip_val must be a number >= 0 .* got -1"),
+    ("cli_eval_step_negative", lambda c: _fit_cli(c, "data.eval_step=-0.5"), CLIError, r"eval_step must be in \(0, window_length=1\] seconds \(data.eval_step\)"),
+    ("cli_eval_step_gaps", lambda c: _fit_cli(c, "data.eval_step=2"), CLIError, r"eval_step must be in \(0, window_length=1\]"),
+    ("cli_check_val_every_zero", lambda c: _fit_cli(c, "trainer.check_val_every_n_epoch=0"), CLIError, r"trainer.check_val_every_n_epoch must be an int >= 1 or null, got 0"),
+    ("cli_override_without_key", lambda c: _fit_cli(c, "=3"), CLIError, r"override '=3' has an empty key"),
+    ("cli_unknown_command", lambda c: _cli("fitt", c.config_yaml), CLIError, r"invalid choice: 'fitt'"),
+    ("cli_prepare_unknown_brainset", lambda c: _cli("prepare", "synthetic", "--root", c.base / "p"), CLIError, r"invalid choice: 'synthetic'"),
+    ("cli_baseline_unknown", lambda c: _cli("baseline", c.config_yaml, "baseline.name=lasso", "--run-dir", c.base / "b"), CLIError, r"lasso"),
+    ("cli_validate_without_checkpoint", lambda c: _cli("validate", c.run_without_ckpt), CLIError, r"no checkpoint in .*run_without_ckpt"),
+    ("cli_test_not_a_checkpoint", lambda c: _cli("test", c.run, "--checkpoint", c.text_ckpt), CLIError, r"notes\.ckpt' is not a checkpoint"),
+    ("cli_finetune_missing_checkpoint", lambda c: _cli("finetune", c.config_yaml, "--checkpoint", c.base / "none.ckpt", "--run-dir", c.base / "r_ft2"), CLIError, r"none\.ckpt' does not exist"),
     ("cli_run_dir_unwritable", lambda c: _fit_cli(c, run_dir=c.outside_file / "run"), CLIError, r"run directory .*a_file.*"),
     ("cli_run_dir_exists", lambda c: _fit_cli(c, run_dir=c.run), CLIError, r"already exists"),
     ("cli_overwrite_with_bad_config", lambda c: _fit_cli(c, "--overwrite", "model.dim=0", run_dir=c.run), CLIError, r"dim must be a positive int, but got 0"),

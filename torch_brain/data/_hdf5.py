@@ -443,6 +443,13 @@ class LazyIrregularTimeSeries(_LazyMixin, IrregularTimeSeries):
             return
         lo, hi = d["_row_range"]
         ts = self._columns["timestamps"].read(lo, hi)
+        if ts.size > 1 and not (np.all(ts[1:] >= ts[:-1]) and np.isfinite(ts[[0, -1]]).all()):
+            column = self._columns["timestamps"].ds  # NaN fails ">=", so this also catches NaN
+            raise ValueError(
+                f"IrregularTimeSeries {column.name!r} of {column.file.filename!r}: timestamps {lo}..{hi} are not "
+                "sorted and finite (NaN, inf or a decrease), so windows cannot be cut from it. Re-create the file "
+                "with sorted, finite timestamps (IrregularTimeSeries checks them when built)."
+            )
         a = int(ts.searchsorted(window[0], side="left"))
         b = int(ts.searchsorted(window[1], side="left"))
         d["_row_range"] = (lo + a, lo + b)

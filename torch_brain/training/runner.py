@@ -115,6 +115,18 @@ def _make_evaluator(metrics: Mapping[str, Any], quiet: bool) -> L.Callback:
     return MultiTaskDecodingStitchEvaluator(**kwargs)
 
 
+def _check_trainer_numbers(t: Mapping[str, Any]) -> None:
+    """Lightning accepts some of these silently (a negative clip flips gradients) or fails deep inside."""
+    if not isinstance(t["accumulate_grad_batches"], int) or t["accumulate_grad_batches"] < 1:
+        raise ValueError(f"trainer.accumulate_grad_batches must be an int >= 1, got {t['accumulate_grad_batches']!r}.")
+    for key in ("check_val_every_n_epoch", "steps_per_epoch"):
+        if t[key] is not None and (not isinstance(t[key], int) or t[key] < 1):
+            raise ValueError(f"trainer.{key} must be an int >= 1 or null, got {t[key]!r}.")
+    clip = t["gradient_clip_val"]
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
+        raise ValueError(f"trainer.gradient_clip_val must be a number >= 0 (0 or null: no clipping), got {clip!r}.")
+
+
 def _check_precision(trainer_cfg: Mapping[str, Any]) -> str:
     precision = str(trainer_cfg["precision"])
     if precision not in _PRECISIONS:
@@ -155,6 +167,7 @@ def build_trainer(
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = config["trainer"]
+    _check_trainer_numbers(t)
     quiet = bool(config["logging"]["quiet"])
     evaluating = not fit or t["limit_val_batches"] != 0
     cbs: list[L.Callback] = [_make_evaluator(metrics, quiet)] if evaluating else []
@@ -431,7 +444,11 @@ def evaluate(
     ckpt = _pick_checkpoint(out, checkpoint)
     _seed(cfg)
     dm = build_datamodule(cfg)
-    module = NeuralDecoder.load_from_checkpoint(str(ckpt), map_location="cpu")
+    try:
+        module = NeuralDecoder.load_from_checkpoint(str(ckpt), map_location="cpu")
+    except Exception:
+        read_checkpoint(ckpt)  # names a file that is not a readable checkpoint
+        raise
     split = "valid" if stage == "validate" else "test"
     module.collect_predictions = stage == "test" and bool(cfg["logging"]["plots"])
     module.predictions = {}
