@@ -68,7 +68,7 @@ def test_the_guides_compute_loss_works_with_a_bins_task():
     vel = float(np.mean(mse + 0.25 * ce))  # all weights are 1
     direction = float(torch.nn.functional.cross_entropy(output_values["reach_direction"].detach(),
                                                         batch["target_values"]["reach_direction"]))
-    assert float(total_loss) == pytest.approx((vel * 3 + direction * 3) / 3, rel=1e-4)
+    assert float(total_loss.detach()) == pytest.approx((vel * 3 + direction * 3) / 3, rel=1e-4)
     assert isinstance(model.readout.readout_specs["cursor_velocity_2d"].loss_fn, ExpectedValueLoss)
     total_loss.backward()
     assert model.readout.projections["cursor_velocity_2d"].proj.weight.grad.abs().sum() > 0

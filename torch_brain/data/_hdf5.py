@@ -443,6 +443,13 @@ class LazyIrregularTimeSeries(_LazyMixin, IrregularTimeSeries):
             return
         lo, hi = d["_row_range"]
         ts = self._columns["timestamps"].read(lo, hi)
+        if ts.size > 1 and not (np.all(ts[1:] >= ts[:-1]) and np.isfinite(ts[[0, -1]]).all()):
+            column = self._columns["timestamps"].ds  # NaN fails ">=", so this also catches NaN
+            raise ValueError(
+                f"IrregularTimeSeries {column.name!r} of {column.file.filename!r}: timestamps {lo}..{hi} are not "
+                "sorted and finite (NaN, inf or a decrease), so windows cannot be cut from it. Re-create the file "
+                "with sorted, finite timestamps (IrregularTimeSeries checks them when built)."
+            )
         a = int(ts.searchsorted(window[0], side="left"))
         b = int(ts.searchsorted(window[1], side="left"))
         d["_row_range"] = (lo + a, lo + b)
@@ -660,7 +667,13 @@ def read_data(file: Any, lazy: bool = True) -> Data:
                 f"Data.from_hdf5: {str(path)!r} is not an HDF5 file (no HDF5 signature found). Pass a .h5 file written "
                 f"by Data.to_hdf5 / brainsets."
             )
-        handle = h5py.File(path, "r")
+        try:
+            handle = h5py.File(path, "r")
+        except OSError as err:  # truncated or damaged: h5py's message alone does not name the file
+            raise ValueError(
+                f"Data.from_hdf5: could not open {str(path)!r} ({err}); the file is truncated or damaged. "
+                f"Re-create it with Data.to_hdf5 / brainsets."
+            ) from None
         data = read_data(handle, lazy=lazy)
         if lazy:
             data.__dict__["_file"] = handle  # keep the file open as long as the object lives

@@ -81,6 +81,9 @@ class IrregularTimeSeries(ArrayDict):
         **columns: Any,
     ) -> None:
         ts = _as_times("IrregularTimeSeries", "timestamps", timestamps)
+        if np.isinf(ts).any():  # an inf passes the sortedness check when it comes last
+            raise ValueError(f"IrregularTimeSeries: 'timestamps' must be finite, but {int(np.isinf(ts).sum())} value(s) "
+                             f"are inf (first at index {int(np.argmax(np.isinf(ts)))}). Drop those rows.")
         _check_sorted("IrregularTimeSeries", "timestamps", ts)
         timekeys = ["timestamps"] if timekeys is None else list(timekeys)
         _check_timekeys("IrregularTimeSeries", timekeys, ["timestamps"], columns)

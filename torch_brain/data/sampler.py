@@ -117,6 +117,11 @@ def _keep_long_enough(
 ) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Drop (or refuse) intervals shorter than the window; refuse if nothing is left."""
     lengths = np.concatenate([e - s for _, s, e in arrays])
+    if lengths.size == 0:
+        raise ValueError(
+            f"{who}: every Interval in sampling_intervals is empty (recordings {[r for r, _, _ in arrays][:5]}), "
+            "so there is nothing to sample; check the dataset's split (its <split>_domain may be empty)."
+        )
     short = lengths + _TOL < window_length
     n_short = int(short.sum())
     if n_short == lengths.size or (n_short and not drop_short):

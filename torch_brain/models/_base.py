@@ -175,6 +175,13 @@ class POYOBase(nn.Module):
                     f"dataset.get_{'unit' if name == 'unit_emb' else 'session'}_ids()) before tokenizing."
                 )
 
+    def _lookup(self, name: str, ids: Any, data: Any) -> Any:
+        """Vocabulary indices of ``ids``; an unknown id names the embedding and the session."""
+        try:
+            return getattr(self, name).tokenizer(ids)
+        except ValueError as err:
+            raise ValueError(f"tokenize: session {_session_id(data)!r}: model.{name}: {err}") from None
+
     def _tokenize_inputs(self, data: Any) -> tuple[dict[str, Any], int]:
         """Spike tokens, start/end tokens per unit, latent grid, and the session index."""
         from torch_brain.data import pad8, track_mask8
@@ -187,7 +194,7 @@ class POYOBase(nn.Module):
                 f"tokenize: the window of session {_session_id(data)!r} is {length:.6g} s long but the model's "
                 f"sequence_length is {self.sequence_length:g} s; sample windows of at most sequence_length."
             )
-        units = self.unit_emb.tokenizer(_column(data, "units", "id"))  # [U]
+        units = self._lookup("unit_emb", _column(data, "units", "id"), data)  # [U]
         spike_ts = np.asarray(_column(data, "spikes", "timestamps"), dtype=np.float32)
         spike_unit = np.asarray(_column(data, "spikes", "unit_index"), dtype=np.int64)
         if spike_unit.size and (spike_unit.min() < 0 or spike_unit.max() >= len(units)):
@@ -207,7 +214,7 @@ class POYOBase(nn.Module):
             np.full(n_units, UNIT_START_TOKEN, dtype=np.int64),
             np.full(n_units, UNIT_END_TOKEN, dtype=np.int64),
         ])
-        session_index = int(self.session_emb.tokenizer(_session_id(data)))
+        session_index = int(self._lookup("session_emb", _session_id(data), data))
         inputs = {
             "input_unit_index": pad8(unit_index),
             "input_timestamps": pad8(timestamps),

@@ -179,7 +179,7 @@ class InfiniteVocabEmbedding(nn.Module):
 
     def _raise_unknown(self, unknown: list) -> None:
         raise ValueError(
-            f"{len(unknown)} id(s) not in the vocabulary ({len(self.vocab)} ids), e.g. {unknown[:5]}; "
+            f"{len(unknown)} id(s) not in the vocabulary ({len(self.vocab)} ids), e.g. {[str(u) for u in unknown[:5]]}; "
             "call extend_vocab([...]) with these ids (new sessions/units) before using them."
         )
 

@@ -205,6 +205,19 @@ def _get(data: Any, key: str, what: str, task: str, spec: Any) -> Any:
         ) from None
 
 
+def _check_finite(array: np.ndarray, key: str, task: str, data: Any, timestamps: np.ndarray | None = None) -> None:
+    """NaN/inf targets would turn the loss into NaN without a word: refuse them by name."""
+    bad = ~np.isfinite(array)
+    if bad.any():
+        rows = np.flatnonzero(bad.reshape(array.shape[0], -1).any(axis=1))
+        where = f" (first at t={float(timestamps[rows[0]]):.6g} s in the window)" if timestamps is not None else ""
+        raise ValueError(
+            f"readout {task!r}: {key!r} holds {int(bad.sum())} NaN/inf value(s) in {rows.size} row(s) of session "
+            f"{_session_name(data)!r}{where}. Targets must be finite: interpolate or drop those samples when "
+            "preparing the data, or leave their times out of the split's sampling intervals."
+        )
+
+
 def prepare_readout(data: Any, spec: "_registry.ModalitySpec", config: Mapping | None = None,
                     task: str | None = None) -> ReadoutTargets:
     """Build one task's query targets for one window.
@@ -245,6 +258,9 @@ def prepare_readout(data: Any, spec: "_registry.ModalitySpec", config: Mapping |
             f"{n} timestamps in session {_session_name(data)!r}; they must match."
         )
 
+    _check_finite(timestamps, tkey, task, data)
+    if values.dtype.kind == "f":
+        _check_finite(values, vkey, task, data, timestamps)
     if spec.type is _registry.DataType.MULTINOMIAL:
         values = values.reshape(n)
         if values.dtype.kind not in "iub":
@@ -271,7 +287,10 @@ def prepare_readout(data: Any, spec: "_registry.ModalitySpec", config: Mapping |
         if mean is not None:
             values = values - np.asarray(mean, dtype=np.float32)
         if std is not None:
-            values = values / np.asarray(std, dtype=np.float32)
+            std = np.asarray(std, dtype=np.float32)
+            if not np.all(np.isfinite(std) & (std != 0)):
+                raise ValueError(f"readout {task!r}: normalize_std must be finite and non-zero, got {std.tolist()}.")
+            values = values / std
 
     weights = np.ones(n, dtype=np.float32)
     for path, factor in (config.get("weights") or {}).items():

@@ -213,8 +213,14 @@ def _read_yaml(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
                                 "e.g. configs/poyo_plus_synthetic.yaml.")
     if path.resolve() in seen:
         raise ValueError(f"config {str(path)!r} inherits itself through 'base'.")
-    with open(path) as f:
-        content = yaml.safe_load(f) or {}
+    try:
+        with open(path) as f:
+            content = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"config file {str(path)!r} is not valid YAML; fix the line the parser points "
+                         f"at:\n{err}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"config file {str(path)!r} is not a text (YAML) file; pass a .yaml config.") from None
     if not isinstance(content, dict):
         raise TypeError(f"config file {str(path)!r} must hold a mapping at top level, got "
                         f"{type(content).__name__}.")

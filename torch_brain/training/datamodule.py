@@ -184,9 +184,14 @@ def _tokenize(tokenizer: Callable | None, data: Any) -> Any:
 
 
 def _readouts(config: Any) -> list[dict[str, Any]]:
-    if isinstance(config, Mapping):
-        return list(config.get("multitask_readout", []) or [])
-    return []
+    if not isinstance(config, Mapping):
+        return []
+    entries = list(config.get("multitask_readout", []) or [])
+    for i, entry in enumerate(entries):
+        if not isinstance(entry, Mapping) or "readout_id" not in entry:
+            raise ValueError(f"dataset config: multitask_readout entry {i} needs a 'readout_id' (the task, e.g. "
+                             f"cursor_velocity_2d), got {entry!r}.")
+    return entries
 
 
 class DecodingDataModule(L.LightningDataModule):
@@ -233,9 +238,15 @@ class DecodingDataModule(L.LightningDataModule):
         super().__init__()
         self.root = Path(root)
         if window_length <= 0:
-            raise ValueError(f"window_length must be > 0 seconds, got {window_length}.")
-        if int(batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+            raise ValueError(f"window_length must be > 0 seconds (data.window_length), got {window_length}.")
+        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size or batch_size)):
+            if int(value) < 1:
+                raise ValueError(f"{name} must be >= 1 (data.{name}), got {value}.")
+        if eval_step is not None and not 0 < eval_step <= window_length:
+            raise ValueError(f"eval_step must be in (0, window_length={window_length:g}] seconds (data.eval_step) so "
+                             f"that evaluation windows cover every timestamp, got {eval_step}; null means window_length / 2.")
+        if int(num_workers) < 0:
+            raise ValueError(f"num_workers must be >= 0 (data.num_workers; 0 loads in the main process), got {num_workers}.")
         self.window_length = float(window_length)
         self.batch_size = int(batch_size)
         self.eval_batch_size = int(eval_batch_size or batch_size)

@@ -110,7 +110,13 @@ def build_optimizer(
     _check_options("optimizer", name, options, valid)
     if isinstance(params, torch.nn.Module):
         params = params.parameters()
-    return factory(params, **options, lr=float(lr))
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
+        raise ValueError(f"optimizer {name!r}: lr (optimizer.lr) must be a positive number, got {lr!r}.")
+    try:
+        return factory(params, **options, lr=float(lr))
+    except ValueError as err:  # torch's own range checks ("Invalid beta parameter ...")
+        raise ValueError(f"optimizer {name!r}: {err}; fix that option (optimizer.<option> in a config), "
+                         f"got options {options}.") from None
 
 
 def warmup_cosine_factor(

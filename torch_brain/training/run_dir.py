@@ -29,8 +29,10 @@ __all__ = [
     "AtomicCheckpointIO",
     "HistoryCallback",
     "atomic_write_text",
+    "check_run_dir",
     "last_checkpoint",
     "prepare_run_dir",
+    "read_checkpoint",
 ]
 
 
@@ -69,6 +71,55 @@ class AtomicCheckpointIO(TorchCheckpointIO):
         _atomic_write(path, "wb", lambda f: torch.save(checkpoint, f))
 
 
+def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any]:
+    """``torch.load(path, weights_only=True)`` on CPU, with one clear error for a file that is not
+    a Lightning checkpoint (missing, another kind of file, truncated, or not a dict).
+
+    Raises:
+        FileNotFoundError: no file at ``path``.
+        ValueError: the file is not a readable checkpoint (names the file and what was found).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {str(path)!r} does not exist; check the path.")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: zip (or legacy pickle)
+        raise ValueError(f"{what} {str(path)!r} is not a checkpoint (not a file written by torch.save / "
+                         f"Lightning; it starts with {head!r}); pass a .ckpt file of a torch-brain run.")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torn zip, foreign pickle: torch raises several types
+        raise ValueError(f"{what} {str(path)!r} cannot be read as a checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''}); it is truncated, damaged or "
+                         "not a torch-brain checkpoint. Use another checkpoint (e.g. a best-*.ckpt).") from None
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{what} {str(path)!r} holds a {type(ckpt).__name__}, not a checkpoint dict; pass "
+                         "a .ckpt file of a torch-brain run.")
+    return ckpt
+
+
+def check_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+    """The checks of :func:`prepare_run_dir`, without creating or deleting anything."""
+    run_dir = Path(run_dir)
+    if resume and overwrite:
+        raise ValueError("resume and overwrite exclude each other: resume continues the run in "
+                         f"{str(run_dir)!r}, overwrite deletes it. Pass only one.")
+    if resume and last_checkpoint(run_dir) is None:
+        raise FileNotFoundError(
+            f"cannot resume: no checkpoint {str(run_dir / 'checkpoints' / 'last.ckpt')!r}. "
+            "Start the run without --resume (or check --run-dir)."
+        )
+    if not resume and not overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
+        raise ValueError(
+            f"run directory {str(run_dir)!r} already exists and is not empty. Pass --resume to "
+            "continue that run, --overwrite to replace it, or choose another --run-dir."
+        )
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"run directory {str(run_dir)!r} is a file, not a folder; pass another --run-dir.")
+    return run_dir
+
+
 def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
     """Creates (or reopens) a run directory, refusing to clobber an existing run.
 
@@ -85,26 +136,24 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: boo
             flags were given.
         FileNotFoundError: ``resume`` without a ``last.ckpt`` to resume from.
     """
-    run_dir = Path(run_dir)
-    if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other: resume continues the run in "
-                         f"{str(run_dir)!r}, overwrite deletes it. Pass only one.")
-    exists = run_dir.is_dir() and any(run_dir.iterdir())
+    run_dir = check_run_dir(run_dir, resume=resume, overwrite=overwrite)
     if resume:
-        if last_checkpoint(run_dir) is None:
-            raise FileNotFoundError(
-                f"cannot resume: no checkpoint {str(run_dir / 'checkpoints' / 'last.ckpt')!r}. "
-                "Start the run without --resume (or check --run-dir)."
-            )
+        # half-written temporary files of a process killed while saving (the files they were
+        # meant to replace are intact)
+        for leftover in [*run_dir.glob(".*.tmp"), *(run_dir / "checkpoints").glob(".*.tmp")]:
+            leftover.unlink()
         return run_dir
-    if exists:
-        if not overwrite:
-            raise ValueError(
-                f"run directory {str(run_dir)!r} already exists and is not empty. Pass --resume to "
-                "continue that run, --overwrite to replace it, or choose another --run-dir."
-            )
+    if overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
         shutil.rmtree(run_dir)
-    (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+    try:
+        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+        probe = tempfile.NamedTemporaryFile(dir=run_dir / "checkpoints", prefix=".write-test-")
+        probe.close()
+    except OSError as err:
+        raise ValueError(
+            f"run directory {str(run_dir)!r} cannot be written ({err.strerror or err}: "
+            f"{err.filename or run_dir}); pass a writable --run-dir (or set run_dir in the config)."
+        ) from None
     return run_dir
 
 

@@ -29,8 +29,10 @@ from torch_brain.training.run_dir import (
     AtomicCheckpointIO,
     HistoryCallback,
     atomic_write_text,
+    check_run_dir,
     last_checkpoint,
     prepare_run_dir,
+    read_checkpoint,
 )
 
 __all__ = [
@@ -115,6 +117,18 @@ def _make_evaluator(metrics: Mapping[str, Any], quiet: bool) -> L.Callback:
     return MultiTaskDecodingStitchEvaluator(**kwargs)
 
 
+def _check_trainer_numbers(t: Mapping[str, Any]) -> None:
+    """Lightning accepts some of these silently (a negative clip flips gradients) or fails deep inside."""
+    if not isinstance(t["accumulate_grad_batches"], int) or t["accumulate_grad_batches"] < 1:
+        raise ValueError(f"trainer.accumulate_grad_batches must be an int >= 1, got {t['accumulate_grad_batches']!r}.")
+    for key in ("check_val_every_n_epoch", "steps_per_epoch"):
+        if t[key] is not None and (not isinstance(t[key], int) or t[key] < 1):
+            raise ValueError(f"trainer.{key} must be an int >= 1 or null, got {t[key]!r}.")
+    clip = t["gradient_clip_val"]
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip < 0):
+        raise ValueError(f"trainer.gradient_clip_val must be a number >= 0 (0 or null: no clipping), got {clip!r}.")
+
+
 def _check_precision(trainer_cfg: Mapping[str, Any]) -> str:
     precision = str(trainer_cfg["precision"])
     if precision not in _PRECISIONS:
@@ -155,6 +169,7 @@ def build_trainer(
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 
     t = config["trainer"]
+    _check_trainer_numbers(t)
     quiet = bool(config["logging"]["quiet"])
     evaluating = not fit or t["limit_val_batches"] != 0
     cbs: list[L.Callback] = [_make_evaluator(metrics, quiet)] if evaluating else []
@@ -257,7 +272,7 @@ def _plot_history(config: Mapping[str, Any], run_dir: Path) -> None:
 
 def _check_resume_compatible(module: NeuralDecoder, ckpt: Path) -> None:
     """Refuses a checkpoint of another architecture / task set, listing the differences."""
-    saved = torch.load(ckpt, map_location="cpu", weights_only=True).get("hyper_parameters", {})
+    saved = read_checkpoint(ckpt, "the checkpoint to resume from").get("hyper_parameters", {})
     diffs = [
         f"{k}: checkpoint {saved.get(k)!r} vs config {module.hparams.get(k)!r}"
         for k in ("model", "tasks", "model_kwargs", "sequence_length")
@@ -267,6 +282,21 @@ def _check_resume_compatible(module: NeuralDecoder, ckpt: Path) -> None:
         raise ValueError(f"cannot resume from {str(ckpt)!r}: it was trained with another model or "
                          "task set:\n  " + "\n  ".join(diffs)
                          + "\nResume with the run's own config (it is in the run directory).")
+
+
+def _check_before_writing(config: Mapping[str, Any], dm: DecodingDataModule) -> None:
+    """Builds the datasets and a throw-away optimiser / schedule, so that a bad split, selection or
+    optimiser option is refused before the run directory is created (Lightning would build them
+    only inside ``trainer.fit``)."""
+    from torch_brain.training.optim import build_optimizer, build_scheduler
+
+    dm.setup("fit")
+    opt = dict(config["optimizer"])
+    optimizer = build_optimizer([torch.zeros(1, requires_grad=True)], opt.pop("name", "adamw"), **opt)
+    sched = dict(config["scheduler"] or {"name": "none"})
+    max_steps = config["trainer"]["max_steps"]
+    if max_steps and int(max_steps) > 0:
+        build_scheduler(optimizer, sched.pop("name", "none"), total_steps=int(max_steps), **sched)
 
 
 def fit(
@@ -289,11 +319,11 @@ def fit(
         callbacks: extra Lightning callbacks.
     """
     if resume and config is None and run_dir is not None:
+        check_run_dir(run_dir, resume=True)
         config = Path(run_dir) / "config.yaml"
     cfg = resolve_config(config, overrides)
-    out = _run_dir_of(cfg, run_dir)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    dump_config(cfg, out / "config.yaml")
+    out = check_run_dir(_run_dir_of(cfg, run_dir), resume=resume, overwrite=overwrite)
+    # everything that can refuse the config runs before the run directory is touched
     _seed(cfg)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm.tasks)
@@ -301,6 +331,9 @@ def fit(
     if ckpt is not None:
         _check_resume_compatible(module, ckpt)
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
+    _check_before_writing(cfg, dm)
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    dump_config(cfg, out / "config.yaml")
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     summary = _final_summary(out, trainer)
     _plot_history(cfg, out)
@@ -415,7 +448,11 @@ def evaluate(
     ckpt = _pick_checkpoint(out, checkpoint)
     _seed(cfg)
     dm = build_datamodule(cfg)
-    module = NeuralDecoder.load_from_checkpoint(str(ckpt), map_location="cpu")
+    try:
+        module = NeuralDecoder.load_from_checkpoint(str(ckpt), map_location="cpu")
+    except Exception:
+        read_checkpoint(ckpt)  # names a file that is not a readable checkpoint
+        raise
     split = "valid" if stage == "validate" else "test"
     module.collect_predictions = stage == "test" and bool(cfg["logging"]["plots"])
     module.predictions = {}
@@ -473,12 +510,10 @@ def finetune(
             "--checkpoint PATH or set finetune.checkpoint."
         )
     cfg["finetune"]["checkpoint"] = str(ckpt_in)
-    out = _run_dir_of(cfg, run_dir)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    dump_config(cfg, out / "config.yaml")
+    out = check_run_dir(_run_dir_of(cfg, run_dir), resume=resume, overwrite=overwrite)
     _seed(cfg)
     dm = build_datamodule(cfg)
-    saved = torch.load(ckpt_in, map_location="cpu", weights_only=True)
+    saved = read_checkpoint(ckpt_in, "the pretrained checkpoint (--checkpoint / finetune.checkpoint)")
     # a torch_brain 0.1.x checkpoint keeps its model config (a dict) under hyper_parameters["model"]
     model_name = legacy_model_name(saved) or saved.get("hyper_parameters", {}).get("model", cfg["model"]["name"])
     specs = {t: get_modality(t) for t in dm.tasks}
@@ -487,6 +522,8 @@ def finetune(
     module = NeuralDecoder(model, optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            normalization=cfg["normalization"]["mode"],
                            compile=bool(cfg["trainer"]["compile"]))
+    prepare_run_dir(out, resume=resume, overwrite=overwrite)
+    dump_config(cfg, out / "config.yaml")
     known_units = set(model.unit_emb.vocab or {})
     known_sessions = set(model.session_emb.vocab or {})
     module.init_vocab(dm)
