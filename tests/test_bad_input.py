@@ -313,7 +313,7 @@ CASES = [
     ("load_pretrained_other_size", _load_other_size, ValueError, r"(?s)do not match the POYOPlus architecture.*checkpoint \(6, 16\) vs model \(\*, 32\)"),
     ("load_pretrained_other_class", lambda c: POYO.load_pretrained(c.ckpt), ValueError, r"POYOPlus"),
     # --- training API --------------------------------------------------------------------------------
-    ("resume_from_other_model", _resume_other_model, ValueError, r"(?s)cannot resume .*model_kwargs.*Resume with the run's own config"),
+    ("resume_from_other_model", _resume_other_model, ValueError, r"(?s)cannot resume.*model_kwargs.*Use the run's own config"),
     # --- the command line --------------------------------------------------------------------------------
     ("cli_yaml_missing", lambda c: _cli("fit", c.base / "none.yaml", "--run-dir", c.base / "r_missing"), CLIError, r"config file .*none\.yaml.* does not exist"),
     ("cli_yaml_invalid", lambda c: _cli("fit", c.bad_yaml, "--run-dir", c.base / "r_invalid"), CLIError, r"bad\.yaml.*not valid YAML"),
@@ -356,7 +356,7 @@ CASES = [
     ("cli_overwrite_with_bad_config", lambda c: _fit_cli(c, "--overwrite", "model.dim=0", run_dir=c.run), CLIError, r"dim must be a positive int, but got 0"),
     ("cli_resume_torn_last_ckpt", lambda c: _cli("fit", "--resume", "--run-dir", c.torn_run(c)), CLIError, r"last\.ckpt' cannot be read as a checkpoint .*truncated, damaged"),
     ("cli_resume_without_run", lambda c: _fit_cli(c, "--resume", run_dir=c.base / "never_ran"), CLIError, r"cannot resume: no checkpoint"),
-    ("cli_resume_other_model", lambda c: _cli("fit", "--resume", "--run-dir", c.run, "model.dim=32"), CLIError, r"(?s)cannot resume .*model_kwargs"),
+    ("cli_resume_other_model", lambda c: _cli("fit", "--resume", "--run-dir", c.run, "model.dim=32"), CLIError, r"(?s)cannot resume.*model_kwargs"),
     ("cli_test_missing_checkpoint", lambda c: _cli("test", c.run, "--checkpoint", c.base / "none.ckpt"), CLIError, r"none\.ckpt.* does not exist"),
     ("cli_finetune_not_a_checkpoint", lambda c: _cli("finetune", c.config_yaml, "--checkpoint", c.text_ckpt, "--run-dir", c.base / "r_ft"), CLIError, r"notes\.ckpt"),
 ]

@@ -166,3 +166,17 @@ def test_eval_step_returns_predictions_in_original_units():
     out = module.validation_step(batch, 0)
     torch.testing.assert_close(out.preds[0]["cursor_velocity_2d"], torch.tensor([[12.0, -6.0], [10.0, -14.0]]))
     torch.testing.assert_close(out.preds[1]["cursor_velocity_2d"], torch.tensor([[2.0, 0.5]]))  # global stats
+
+
+def test_check_compatible_lists_every_difference_and_ignores_unrecorded_keys():
+    from torch_brain.training import check_compatible
+
+    saved = {"model": "poyo", "tasks": ["cursor_velocity_2d"], "model_kwargs": {"dim": 16}}
+    current = {"model": "poyo_plus", "tasks": ["cursor_velocity_2d"], "model_kwargs": {"dim": 8},
+               "sequence_length": 2.0}
+    with pytest.raises(ValueError, match=r"^run/last.ckpt was trained with another model or task set:\n"
+                                         r"  model: checkpoint 'poyo' vs this run 'poyo_plus'\n"
+                                         r"  model_kwargs: checkpoint \{'dim': 16\} vs this run \{'dim': 8\}\n"
+                                         r"Use the run's own config"):
+        check_compatible(saved, current, source="run/last.ckpt")
+    check_compatible({"tasks": ["cursor_velocity_2d"]}, current, source="x")  # sequence_length not recorded

@@ -17,7 +17,7 @@ from torch_brain.training.metrics import (
     list_metrics,
     register_metric,
 )
-from torch_brain.training.module import MODELS, NeuralDecoder, build_model
+from torch_brain.training.module import MODELS, NeuralDecoder, build_model, check_compatible
 from torch_brain.training.normalization import TargetNormalizer, compute_target_stats
 from torch_brain.training.optim import (
     OPTIMIZER_REGISTRY,
@@ -66,6 +66,7 @@ __all__ = [
     "build_optimizer",
     "build_scheduler",
     "build_trainer",
+    "check_compatible",
     "compute_target_stats",
     "create_metric",
     "dump_config",

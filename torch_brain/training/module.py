@@ -34,7 +34,7 @@ from torch_brain.models import MODEL_REGISTRY
 from torch_brain.training.normalization import TargetNormalizer, compute_target_stats, training_targets
 from torch_brain.training.optim import build_optimizer, build_scheduler
 
-__all__ = ["MODELS", "NeuralDecoder", "build_model"]
+__all__ = ["MODELS", "NeuralDecoder", "build_model", "check_compatible"]
 
 #: the built-in model names (every registered one: :func:`torch_brain.models.list_models`)
 MODELS: tuple[str, ...] = ("poyo", "poyo_plus")
@@ -66,6 +66,31 @@ def build_model(name: str, tasks: Sequence[str], *, sequence_length: float = 1.0
                              + (f" Did you mean {close[0]!r}?" if close else "")
                              + f" Valid options: {', '.join(sorted(valid))}.")
     return cls(sequence_length=sequence_length, **kwargs, **extra)
+
+
+_COMPATIBILITY_KEYS = ("model", "tasks", "model_kwargs", "sequence_length")
+
+
+def check_compatible(saved: Mapping[str, Any], current: Mapping[str, Any], *, source: str) -> None:
+    """Refuses a checkpoint whose model, task set or architecture differs from this run's.
+
+    The one compatibility check of :class:`NeuralDecoder` checkpoints (used on load and before a
+    resume). Only keys the checkpoint records are compared.
+
+    Args:
+        saved: the checkpoint's ``hyper_parameters``.
+        current: this run's ``NeuralDecoder.hparams``.
+        source: what the checkpoint is, for the message (e.g. its path).
+
+    Raises:
+        ValueError: listing every differing key with both values, and the fix.
+    """
+    diffs = [f"{k}: checkpoint {saved.get(k)!r} vs this run {current.get(k)!r}"
+             for k in _COMPATIBILITY_KEYS if k in saved and saved.get(k) != current.get(k)]
+    if diffs:
+        raise ValueError(f"{source} was trained with another model or task set:\n  " + "\n  ".join(diffs)
+                         + "\nUse the run's own config (config.yaml in its run directory), or `finetune` to "
+                         "change the tasks or the model.")
 
 
 def _rng_state() -> dict[str, Any]:
@@ -421,14 +446,6 @@ class NeuralDecoder(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.normalizer = TargetNormalizer(checkpoint.get("target_normalization"))
-        saved = checkpoint.get("hyper_parameters", {})
-        mismatch = [
-            f"{k}: checkpoint {saved.get(k)!r} vs this run {self.hparams.get(k)!r}"
-            for k in ("model", "tasks", "model_kwargs", "sequence_length")
-            if k in saved and saved.get(k) != self.hparams.get(k)
-        ]
-        if mismatch:
-            raise ValueError("checkpoint does not match this model: " + "; ".join(mismatch)
-                             + ". Use the run's own config, or `finetune` to change tasks/model.")
+        check_compatible(checkpoint.get("hyper_parameters", {}), self.hparams, source="this checkpoint")
         if self._trainer is not None and self.trainer.state.fn == "fit" and "rng_state" in checkpoint:
             _set_rng_state(checkpoint["rng_state"])

@@ -23,7 +23,7 @@ import torch
 from torch_brain.models import MODEL_REGISTRY
 from torch_brain.training.config import dump_config, load_config
 from torch_brain.training.datamodule import DecodingDataModule
-from torch_brain.training.module import NeuralDecoder
+from torch_brain.training.module import NeuralDecoder, check_compatible
 from torch_brain.training.progress import make_progress_bar
 from torch_brain.training.run_dir import (
     AtomicCheckpointIO,
@@ -271,17 +271,9 @@ def _plot_history(config: Mapping[str, Any], run_dir: Path) -> None:
 
 
 def _check_resume_compatible(module: NeuralDecoder, ckpt: Path) -> None:
-    """Refuses a checkpoint of another architecture / task set, listing the differences."""
+    """Refuses to resume from a checkpoint of another architecture / task set (before any writing)."""
     saved = read_checkpoint(ckpt, "the checkpoint to resume from").get("hyper_parameters", {})
-    diffs = [
-        f"{k}: checkpoint {saved.get(k)!r} vs config {module.hparams.get(k)!r}"
-        for k in ("model", "tasks", "model_kwargs", "sequence_length")
-        if saved.get(k) != module.hparams.get(k)
-    ]
-    if diffs:
-        raise ValueError(f"cannot resume from {str(ckpt)!r}: it was trained with another model or "
-                         "task set:\n  " + "\n  ".join(diffs)
-                         + "\nResume with the run's own config (it is in the run directory).")
+    check_compatible(saved, module.hparams, source=f"cannot resume: {str(ckpt)!r}")
 
 
 def _check_before_writing(config: Mapping[str, Any], dm: DecodingDataModule) -> None:
