@@ -5,7 +5,7 @@ on binned spike counts of the training split's intervals. Predictions are made p
 evaluation interval, read out at the very query timestamps that the neural models are scored on
 (the same overlapping evaluation windows from
 :class:`~torch_brain.data.sampler.DistributedStitchingFixedWindowSampler`, the same targets and
-eval masks from :func:`~torch_brain.nn.prepare_readout`), stitched with
+eval masks from :func:`~torch_brain.models.tokenizer.prepare_readout`), stitched with
 :func:`~torch_brain.utils.stitcher.stitch`, and scored with the datamodule's per-session metrics
 (:meth:`DecodingDataModule.get_metrics`). The numbers are therefore directly comparable.
 
@@ -153,7 +153,7 @@ def evaluate_baseline(dm: Any, decoders: Mapping[tuple[str, str], Any], split: s
         ``{"average": float, "sessions": {session: {task: {metric: value}}}}``.
     """
     from torch_brain.data.sampler import DistributedStitchingFixedWindowSampler
-    from torch_brain.nn import prepare_readout
+    from torch_brain.models.tokenizer import prepare_readout
     from torch_brain.utils.stitcher import stitch
 
     ds = dm.dataset(split)

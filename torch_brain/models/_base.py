@@ -12,6 +12,7 @@ from torch import Tensor, nn
 
 from torch_brain import registry as _registry
 from torch_brain._malloc import keep_freed_heap
+from torch_brain.models.tokenizer import _session_id, tokenize_spikes
 from torch_brain.nn import (
     Dropout,
     FeedForward,
@@ -21,8 +22,6 @@ from torch_brain.nn import (
     RotaryTimeEmbedding,
 )
 
-# Token types of input tokens.
-SPIKE_TOKEN, UNIT_START_TOKEN, UNIT_END_TOKEN = 0, 1, 2
 _NUM_TOKEN_TYPES = 4
 _EXTRA_STATE_FORMAT = "torch_brain.models/1"
 
@@ -184,47 +183,12 @@ class POYOBase(nn.Module):
 
     def _tokenize_inputs(self, data: Any) -> tuple[dict[str, Any], int]:
         """Spike tokens, start/end tokens per unit, latent grid, and the session index."""
-        from torch_brain.data import pad8, track_mask8
-
         self._check_vocabs()
-        start, end = _window_bounds(data)
-        length = end - start
-        if length > self.sequence_length + 1e-6:
-            raise ValueError(
-                f"tokenize: the window of session {_session_id(data)!r} is {length:.6g} s long but the model's "
-                f"sequence_length is {self.sequence_length:g} s; sample windows of at most sequence_length."
-            )
-        units = self._lookup("unit_emb", _column(data, "units", "id"), data)  # [U]
-        spike_ts = np.asarray(_column(data, "spikes", "timestamps"), dtype=np.float32)
-        spike_unit = np.asarray(_column(data, "spikes", "unit_index"), dtype=np.int64)
-        if spike_unit.size and (spike_unit.min() < 0 or spike_unit.max() >= len(units)):
-            raise ValueError(
-                f"tokenize: data.spikes.unit_index must index data.units (0..{len(units) - 1}), but got range "
-                f"[{spike_unit.min()}, {spike_unit.max()}] in session {_session_id(data)!r}."
-            )
-        n_units = len(units)
-        unit_index = np.concatenate([units[spike_unit], units, units])
-        timestamps = np.concatenate([
-            spike_ts,
-            np.full(n_units, start, dtype=np.float32),
-            np.full(n_units, end, dtype=np.float32),
-        ])
-        token_type = np.concatenate([
-            np.full(spike_ts.shape[0], SPIKE_TOKEN, dtype=np.int64),
-            np.full(n_units, UNIT_START_TOKEN, dtype=np.int64),
-            np.full(n_units, UNIT_END_TOKEN, dtype=np.int64),
-        ])
-        session_index = int(self._lookup("session_emb", _session_id(data), data))
-        inputs = {
-            "input_unit_index": pad8(unit_index),
-            "input_timestamps": pad8(timestamps),
-            "input_token_type": pad8(token_type),
-            "input_mask": track_mask8(unit_index),
-            "latent_index": self._latent_index,
-            # the latent grid starts at the window start (0 for windows from Dataset.get)
-            "latent_timestamps": self._latent_timestamps if start == 0 else self._latent_timestamps + np.float32(start),
-        }
-        return inputs, session_index
+        return tokenize_spikes(
+            data, lookup=lambda table, ids: self._lookup(table, ids, data),
+            sequence_length=self.sequence_length, latent_index=self._latent_index,
+            latent_timestamps=self._latent_timestamps,
+        )
 
     # ------------------------------------------------------------------ network
     def _forward_embeddings(self, *, input_unit_index: Tensor, input_timestamps: Tensor,
@@ -282,51 +246,3 @@ def _check_inputs(input_unit_index: Tensor, input_timestamps: Tensor, input_toke
         )
     if output_timestamps.ndim != 2 or output_timestamps.shape[0] != b:
         raise ValueError(f"output_timestamps must be (B, Q) with B = {b}, but got {tuple(output_timestamps.shape)}.")
-
-
-def _session_id(data: Any) -> str:
-    try:
-        return str(data.session.id)
-    except AttributeError:
-        raise ValueError("tokenize: the sample has no data.session.id; windows from Dataset.get have one.") from None
-
-
-def _column(data: Any, group: str, column: str) -> np.ndarray:
-    try:
-        return getattr(getattr(data, group), column)
-    except AttributeError:
-        raise ValueError(
-            f"tokenize: the sample of session {_session_id(data)!r} has no data.{group}.{column}; "
-            "a spike window needs units.id, spikes.timestamps and spikes.unit_index."
-        ) from None
-
-
-def _window_bounds(data: Any) -> tuple[float, float]:
-    domain = getattr(data, "domain", None)
-    start = getattr(domain, "start", None)
-    end = getattr(domain, "end", None)
-    if start is None or end is None or len(start) == 0:
-        raise ValueError(
-            f"tokenize: the sample of session {_session_id(data)!r} has no domain (an Interval); windows "
-            "from Dataset.get carry data.domain."
-        )
-    return float(np.min(start)), float(np.max(end))
-
-
-def task_configs(data: Any) -> list[Mapping]:
-    """The ``multitask_readout`` entries of a window's config (list of dicts)."""
-    config = getattr(data, "config", None)
-    entries = config.get("multitask_readout") if isinstance(config, Mapping) else None
-    if not entries:
-        raise ValueError(
-            f"tokenize: data.config of session {_session_id(data)!r} has no 'multitask_readout' entries, "
-            "so there is nothing to decode; add a multitask_readout list (readout_id: ...) to the "
-            "dataset config's `config` section."
-        )
-    for entry in entries:
-        if not isinstance(entry, Mapping) or "readout_id" not in entry:
-            raise ValueError(
-                f"every multitask_readout entry needs a 'readout_id', but got {entry!r} "
-                f"(session {_session_id(data)!r})."
-            )
-    return list(entries)

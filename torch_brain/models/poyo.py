@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from torch_brain import registry as _registry
 from torch_brain.models._base import POYOBase, spec_from_dict
 from torch_brain.models._registry import register_model
-from torch_brain.nn import prepare_readout
+from torch_brain.models.tokenizer import prepare_readout
 from torch_brain.nn.expected_value import SampledLoss, make_head
 
 __all__ = ["POYO"]
@@ -48,7 +48,7 @@ class POYO(POYOBase):
         readout_spec: the task's spec (``model.readout_spec.loss_fn``).
         readout: ``nn.Linear(dim, dim_out)``, or the expected-value head chosen by ``readout_head``
             (``{"kind": "bins" | "codebook", ...}``, options as in
-            :class:`~torch_brain.nn.MultitaskReadout`'s ``heads``; continuous tasks only).
+            :class:`~torch_brain.models.MultitaskReadout`'s ``heads``; continuous tasks only).
     """
 
     def __init__(self, *, readout_spec: _registry.ModalitySpec | str = "cursor_velocity_2d",
@@ -139,7 +139,7 @@ class POYO(POYOBase):
 
         Queries are at the spec's timestamps; if ``data.config["multitask_readout"]`` has an entry
         whose ``readout_id`` is the spec's name, its weights / eval_interval / normalisation / key
-        overrides are applied (see :func:`~torch_brain.nn.prepare_readout`).
+        overrides are applied (see :func:`~torch_brain.models.tokenizer.prepare_readout`).
 
         Returns:
             ``{"model_inputs": {..., "output_mask"}, "target_values", "target_weights",

@@ -11,9 +11,10 @@ import torch
 from torch import Tensor, nn
 
 from torch_brain import registry as _registry
-from torch_brain.models._base import POYOBase, spec_from_dict, task_configs
+from torch_brain.models._base import POYOBase, spec_from_dict
 from torch_brain.models._registry import register_model
-from torch_brain.nn import MultitaskReadout, prepare_readout
+from torch_brain.models.readout import MultitaskReadout
+from torch_brain.models.tokenizer import prepare_readout, task_configs
 
 __all__ = ["POYOPlus"]
 
@@ -23,7 +24,7 @@ class POYOPlus(POYOBase):
     """POYO+ decodes several tasks (``readout_specs``) from spikes of many sessions.
 
     Each output query is the sum of its session's embedding and its task's embedding; the query
-    embeddings are read out by the task's linear head (:class:`~torch_brain.nn.MultitaskReadout`).
+    embeddings are read out by the task's linear head (:class:`~torch_brain.models.MultitaskReadout`).
 
     Args:
         sequence_length: window length in seconds (latents cover ``[0, sequence_length)``).
@@ -47,7 +48,7 @@ class POYOPlus(POYOBase):
             ``ModalitySpec.to_dict()`` entries); default: every modality registered in
             :data:`torch_brain.registry.MODALITY_REGISTRY` at construction time.
         readout_heads: task name -> head options, e.g. ``{"cursor_velocity_2d": {"kind": "bins",
-            "num_bins": 64}}`` (default: linear heads); see :class:`~torch_brain.nn.MultitaskReadout`.
+            "num_bins": 64}}`` (default: linear heads); see :class:`~torch_brain.models.MultitaskReadout`.
 
     Example:
         >>> model = POYOPlus(sequence_length=1.0, latent_step=0.05, dim=256, depth=4)
@@ -132,7 +133,7 @@ class POYOPlus(POYOBase):
             output_session_index: (B, Q) int64 session_emb rows of the queries.
             output_timestamps: (B, Q) float query times.
             output_decoder_index: (B, Q) int64 task ids (``spec.id``; 0 = padding).
-            unpack_output: see :class:`~torch_brain.nn.MultitaskReadout`.
+            unpack_output: see :class:`~torch_brain.models.MultitaskReadout`.
 
         Returns:
             ``{task: (n_task, dim_task)}`` (queries of the whole batch, in sample order), or with
@@ -167,7 +168,7 @@ class POYOPlus(POYOBase):
         """Turn a window (``Data``) into model inputs and per-task targets, ready for ``collate``.
 
         Tasks come from ``data.config["multitask_readout"]`` (``readout_id`` must be in
-        ``readout_specs``); targets are built by :func:`~torch_brain.nn.prepare_readout`.
+        ``readout_specs``); targets are built by :func:`~torch_brain.models.tokenizer.prepare_readout`.
 
         Returns:
             ``{"model_inputs": {...}, "target_values": {task: chain}, "target_weights": {task:

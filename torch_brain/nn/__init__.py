@@ -1,11 +1,11 @@
-"""torch_brain.nn: embeddings, rotary attention, feed-forward, readout and losses."""
+"""torch_brain.nn: pure tensor modules — embeddings, rotary attention, feed-forward, dropout,
+expected-value readout heads and losses."""
 
 from torch_brain.nn.attention import RotaryCrossAttention, RotarySelfAttention
 from torch_brain.nn.dropout import Dropout
 from torch_brain.nn.embedding import InfiniteVocabEmbedding
 from torch_brain.nn.feedforward import FeedForward, geglu
 from torch_brain.nn.loss import BCEWithLogitsLoss, CrossEntropyLoss, MSELoss, weighted_mean
-from torch_brain.nn.readout import MultitaskReadout, ReadoutTargets, in_intervals, prepare_readout
 from torch_brain.nn.rotary import RotaryTimeEmbedding, TimeGrid, apply_rotary, rotate
 
 __all__ = [
@@ -15,16 +15,12 @@ __all__ = [
     "FeedForward",
     "InfiniteVocabEmbedding",
     "MSELoss",
-    "MultitaskReadout",
-    "ReadoutTargets",
     "RotaryCrossAttention",
     "RotarySelfAttention",
     "RotaryTimeEmbedding",
     "TimeGrid",
     "apply_rotary",
     "geglu",
-    "in_intervals",
-    "prepare_readout",
     "rotate",
     "weighted_mean",
 ]

@@ -1,154 +1,35 @@
-"""Task readouts: per-task linear heads, and the preparation of a window's query targets.
+"""Tokenization: a window (``torch_brain.data.Data``) becomes model inputs and per-task targets.
 
-:func:`prepare_readout` is the single place where a window's targets for one task are built (used by
-both POYO and POYOPlus): timestamps and values from the spec's keys (or the config's overrides),
-sample weights from interval weights (multiplied where intervals overlap), the evaluation mask from
-an optional ``eval_interval``, and optional normalisation.
+The one home of everything the models' ``tokenize`` methods do with a window:
+
+- :func:`tokenize_spikes`: spike tokens, start/end tokens per unit and the latent grid;
+- :func:`prepare_readout`: one task's query timestamps, targets, sample weights and evaluation mask
+  (used by both POYO and POYOPlus, and by the baselines): values from the spec's keys (or the
+  config's overrides), weights from interval weights (multiplied where intervals overlap), the mask
+  from an optional ``eval_interval``, and optional normalisation;
+- :func:`task_configs`: the window's ``multitask_readout`` entries.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
-import torch
-from torch import Tensor, nn
 
 from torch_brain import registry as _registry
-from torch_brain.nn.expected_value import SampledLoss, make_head
+from torch_brain.data import pad8, track_mask8
 
-__all__ = ["MultitaskReadout", "ReadoutTargets", "in_intervals", "prepare_readout"]
+__all__ = ["ReadoutTargets", "in_intervals", "prepare_readout", "task_configs", "tokenize_spikes"]
+
+# Token types of input tokens.
+SPIKE_TOKEN, UNIT_START_TOKEN, UNIT_END_TOKEN = 0, 1, 2
 
 _CONFIG_KEYS = {
     "readout_id", "weights", "normalize_mean", "normalize_std", "timestamp_key", "value_key",
     "metrics", "eval_interval",
 }
-
-
-class MultitaskReadout(nn.Module):
-    """One head per task, selected per query by ``output_decoder_index``.
-
-    Args:
-        dim: size of the query embeddings.
-        readout_specs: task name -> :class:`~torch_brain.registry.ModalitySpec`.
-        heads: task name -> head options (default: a linear head for every task). ``kind`` is
-            ``"linear"`` (``nn.Linear(dim, spec.dim)``), ``"bins"`` or ``"codebook"``
-            (expected-value heads for CONTINUOUS tasks, see
-            :mod:`torch_brain.nn.expected_value`); further keys are the head's and loss's options
-            (``num_bins``, ``sigma_ratio``, ``soft_target``, ``seed``, ``mse_weight``,
-            ``ce_weight``), and ``sample_k`` (any kind) computes the task's loss at ``k`` random
-            queries per batch (:class:`~torch_brain.nn.expected_value.SampledLoss`).
-
-    Attributes:
-        readout_specs: the task name -> spec mapping; ``readout_specs[task].loss_fn`` is the loss the
-            task trains with (for expected-value heads an
-            :class:`~torch_brain.nn.expected_value.ExpectedValueLoss` on the head's logits).
-        projections: ``nn.ModuleDict`` task name -> head.
-        heads: the head options given (JSON-friendly, recorded in the model's hyper-parameters).
-
-    Shapes:
-        output_embs (B, Q, dim), output_decoder_index (B, Q) int64 (0 = padding).
-        ``unpack_output=False`` -> {task: (n_task, raw)}: every query of that task in the batch, in
-        sample order (the order of the chained targets); ``raw`` is ``spec.dim`` for linear heads and
-        the logits of an expected-value head (what ``loss_fn`` takes). ``True`` -> list of B dicts
-        {task: (n_task_in_sample, spec.dim)} of predictions (expected values for bins/codebook heads),
-        holding only tasks present in that sample. Tasks without any query in the batch are left out.
-    """
-
-    def __init__(self, dim: int, readout_specs: Mapping[str, "_registry.ModalitySpec"],
-                 heads: Mapping[str, Mapping[str, Any]] | None = None) -> None:
-        super().__init__()
-        specs = _check_specs(readout_specs)
-        heads = {} if heads is None else heads
-        if not isinstance(heads, Mapping) or set(heads) - set(specs):
-            extra = sorted(set(heads) - set(specs)) if isinstance(heads, Mapping) else heads
-            raise ValueError(
-                f"heads must map task names of readout_specs ({sorted(specs)}) to head options, but got "
-                f"{extra!r}; e.g. heads={{'cursor_velocity_2d': {{'kind': 'bins'}}}}."
-            )
-        self.heads = {task: dict(opts) for task, opts in heads.items()}
-        projections = {}
-        for name, spec in specs.items():
-            opts = dict(self.heads.get(name, {}))
-            kind = opts.pop("kind", "linear")
-            sample_k = opts.pop("sample_k", None)
-            if kind != "linear" and spec.type is not _registry.DataType.CONTINUOUS:
-                raise ValueError(
-                    f"heads[{name!r}]: kind {kind!r} decodes CONTINUOUS tasks, but {name!r} is "
-                    f"{spec.type.name}; use kind 'linear'."
-                )
-            head, loss = make_head(kind, dim, spec.dim, **opts)
-            loss = spec.loss_fn if loss is None else loss
-            if sample_k is not None:
-                loss = SampledLoss(loss, sample_k)
-            if loss is not spec.loss_fn:
-                spec = dataclasses.replace(spec, loss_fn=loss)
-            specs[name] = spec
-            projections[name] = head
-        self.readout_specs: dict[str, _registry.ModalitySpec] = specs
-        self.projections = nn.ModuleDict(projections)
-
-    def predict(self, task: str, raw: Tensor) -> Tensor:
-        """Predictions (n, spec.dim) from a task's raw head output (identity for linear heads)."""
-        head = self.projections[task]
-        return head.predict(raw) if hasattr(head, "predict") else raw
-
-    def vocabulary_heads(self) -> dict[str, nn.Module]:
-        """Task -> expected-value head (the heads that need :meth:`fit` on training targets)."""
-        return {t: h for t, h in self.projections.items() if hasattr(h, "fit")}
-
-    def forward(self, output_embs: Tensor, output_decoder_index: Tensor,
-                unpack_output: bool = False) -> dict[str, Tensor] | list[dict[str, Tensor]]:
-        if output_embs.shape[:2] != output_decoder_index.shape:
-            raise ValueError(
-                f"output_embs (B, Q, dim) and output_decoder_index (B, Q) disagree: got "
-                f"{tuple(output_embs.shape)} and {tuple(output_decoder_index.shape)}."
-            )
-        outputs: dict[str, Tensor] = {}
-        counts: dict[str, list[int]] = {}
-        for name, spec in self.readout_specs.items():
-            mask = output_decoder_index == spec.id  # [B, Q]
-            per_sample = mask.sum(dim=1)
-            if not bool(per_sample.any()):
-                continue
-            # rows in (sample, query) order == order of the chained targets
-            outputs[name] = self.projections[name](output_embs[mask])  # [n_task, raw]
-            counts[name] = per_sample.tolist()
-        if not unpack_output:
-            return outputs
-        batch = output_embs.shape[0]
-        unpacked: list[dict[str, Tensor]] = [{} for _ in range(batch)]
-        for name, out in outputs.items():
-            out = self.predict(name, out)
-            for i, chunk in enumerate(torch.split(out, counts[name])):
-                if counts[name][i]:
-                    unpacked[i][name] = chunk
-        return unpacked
-
-
-def _check_specs(readout_specs: Any) -> dict:
-    if isinstance(readout_specs, _registry.ModalitySpec) or not isinstance(readout_specs, Mapping):
-        raise TypeError(
-            "readout_specs must be a dict task name -> ModalitySpec (e.g. torch_brain.registry."
-            f"MODALITY_REGISTRY), but got {type(readout_specs).__name__}."
-        )
-    if not readout_specs:
-        raise ValueError("readout_specs is empty; give at least one task name -> ModalitySpec.")
-    ids: dict[int, str] = {}
-    for name, spec in readout_specs.items():
-        if not isinstance(spec, _registry.ModalitySpec):
-            raise TypeError(f"readout_specs[{name!r}] must be a ModalitySpec, but got {type(spec).__name__}.")
-        if not isinstance(name, str) or "." in name or not name:
-            raise ValueError(f"readout task names must be non-empty str without '.', but got {name!r}.")
-        if spec.id in ids:
-            raise ValueError(
-                f"readout_specs[{name!r}] and readout_specs[{ids[spec.id]!r}] share id {spec.id}; "
-                "each task needs its own id."
-            )
-        ids[spec.id] = name
-    return dict(readout_specs)
 
 
 @dataclasses.dataclass
@@ -304,3 +185,107 @@ def prepare_readout(data: Any, spec: "_registry.ModalitySpec", config: Mapping |
     else:
         eval_mask = np.ones(n, dtype=bool)
     return ReadoutTargets(timestamps=timestamps, values=values, weights=weights, eval_mask=eval_mask)
+
+
+def _session_id(data: Any) -> str:
+    try:
+        return str(data.session.id)
+    except AttributeError:
+        raise ValueError("tokenize: the sample has no data.session.id; windows from Dataset.get have one.") from None
+
+
+def _column(data: Any, group: str, column: str) -> np.ndarray:
+    try:
+        return getattr(getattr(data, group), column)
+    except AttributeError:
+        raise ValueError(
+            f"tokenize: the sample of session {_session_id(data)!r} has no data.{group}.{column}; "
+            "a spike window needs units.id, spikes.timestamps and spikes.unit_index."
+        ) from None
+
+
+def _window_bounds(data: Any) -> tuple[float, float]:
+    domain = getattr(data, "domain", None)
+    start = getattr(domain, "start", None)
+    end = getattr(domain, "end", None)
+    if start is None or end is None or len(start) == 0:
+        raise ValueError(
+            f"tokenize: the sample of session {_session_id(data)!r} has no domain (an Interval); windows "
+            "from Dataset.get carry data.domain."
+        )
+    return float(np.min(start)), float(np.max(end))
+
+
+def tokenize_spikes(data: Any, *, lookup: Callable[[str, Any], Any], sequence_length: float,
+                    latent_index: np.ndarray, latent_timestamps: np.ndarray) -> tuple[dict[str, Any], int]:
+    """Input tokens of one window: one per spike, and a start and an end token per unit.
+
+    Args:
+        data: the window (``units.id``, ``spikes.timestamps``, ``spikes.unit_index``,
+            ``session.id``, ``domain``).
+        lookup: ``lookup("unit_emb" | "session_emb", ids)`` -> embedding rows of the ids.
+        sequence_length: the model's window length (s); longer windows are refused.
+        latent_index: (L,) int64 latent ids of one window; latent_timestamps: (L,) float32 times of
+            the latent grid relative to the window start.
+
+    Returns:
+        ``({input_unit_index, input_timestamps, input_token_type, input_mask (padded to a multiple
+        of 8), latent_index, latent_timestamps}, session_row)``.
+    """
+    start, end = _window_bounds(data)
+    length = end - start
+    if length > sequence_length + 1e-6:
+        raise ValueError(
+            f"tokenize: the window of session {_session_id(data)!r} is {length:.6g} s long but the model's "
+            f"sequence_length is {sequence_length:g} s; sample windows of at most sequence_length."
+        )
+    units = lookup("unit_emb", _column(data, "units", "id"))  # [U]
+    spike_ts = np.asarray(_column(data, "spikes", "timestamps"), dtype=np.float32)
+    spike_unit = np.asarray(_column(data, "spikes", "unit_index"), dtype=np.int64)
+    if spike_unit.size and (spike_unit.min() < 0 or spike_unit.max() >= len(units)):
+        raise ValueError(
+            f"tokenize: data.spikes.unit_index must index data.units (0..{len(units) - 1}), but got range "
+            f"[{spike_unit.min()}, {spike_unit.max()}] in session {_session_id(data)!r}."
+        )
+    n_units = len(units)
+    unit_index = np.concatenate([units[spike_unit], units, units])
+    timestamps = np.concatenate([
+        spike_ts,
+        np.full(n_units, start, dtype=np.float32),
+        np.full(n_units, end, dtype=np.float32),
+    ])
+    token_type = np.concatenate([
+        np.full(spike_ts.shape[0], SPIKE_TOKEN, dtype=np.int64),
+        np.full(n_units, UNIT_START_TOKEN, dtype=np.int64),
+        np.full(n_units, UNIT_END_TOKEN, dtype=np.int64),
+    ])
+    session_index = int(lookup("session_emb", _session_id(data)))
+    inputs = {
+        "input_unit_index": pad8(unit_index),
+        "input_timestamps": pad8(timestamps),
+        "input_token_type": pad8(token_type),
+        "input_mask": track_mask8(unit_index),
+        "latent_index": latent_index,
+        # the latent grid starts at the window start (0 for windows from Dataset.get)
+        "latent_timestamps": latent_timestamps if start == 0 else latent_timestamps + np.float32(start),
+    }
+    return inputs, session_index
+
+
+def task_configs(data: Any) -> list[Mapping]:
+    """The ``multitask_readout`` entries of a window's config (list of dicts)."""
+    config = getattr(data, "config", None)
+    entries = config.get("multitask_readout") if isinstance(config, Mapping) else None
+    if not entries:
+        raise ValueError(
+            f"tokenize: data.config of session {_session_id(data)!r} has no 'multitask_readout' entries, "
+            "so there is nothing to decode; add a multitask_readout list (readout_id: ...) to the "
+            "dataset config's `config` section."
+        )
+    for entry in entries:
+        if not isinstance(entry, Mapping) or "readout_id" not in entry:
+            raise ValueError(
+                f"every multitask_readout entry needs a 'readout_id', but got {entry!r} "
+                f"(session {_session_id(data)!r})."
+            )
+    return list(entries)

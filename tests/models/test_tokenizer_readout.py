@@ -5,7 +5,8 @@ import pytest
 import torch
 
 from torch_brain.data import Data, Interval, IrregularTimeSeries
-from torch_brain.nn import MultitaskReadout, in_intervals, prepare_readout
+from torch_brain.models import MultitaskReadout
+from torch_brain.models.tokenizer import in_intervals, prepare_readout
 from torch_brain.registry import MODALITY_REGISTRY, DataType, ModalitySpec
 
 
