@@ -4,6 +4,7 @@ from . import sampler
 from ._array_dict import ArrayDict
 from ._data import Data
 from ._interval import Interval
+from ._lazy import LazyArrayDict, LazyInterval, LazyIrregularTimeSeries, LazyRegularTimeSeries
 from ._timeseries import IrregularTimeSeries, RegularTimeSeries
 from .collate import chain, collate, pad, pad8, track_batch, track_mask, track_mask8
 from .dataset import Dataset
@@ -16,6 +17,10 @@ __all__: list[str] = [
     "DatasetIndex",
     "Interval",
     "IrregularTimeSeries",
+    "LazyArrayDict",
+    "LazyInterval",
+    "LazyIrregularTimeSeries",
+    "LazyRegularTimeSeries",
     "RegularTimeSeries",
     "chain",
     "collate",

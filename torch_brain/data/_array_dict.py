@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from . import _hdf5
+
 __all__ = ["ArrayDict"]
 
 
@@ -175,19 +177,18 @@ class ArrayDict:
 
     def to_hdf5(self, group: Any) -> None:
         """Write this object into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
-        from ._hdf5 import write_object
-
-        write_object(self, group)
+        _hdf5.write_columns(group, "ArrayDict", self.to_dict())
 
     @classmethod
-    def from_hdf5(cls, group: Any, lazy: bool = False) -> ArrayDict:
-        """Read an object of this type from an ``h5py.Group``; ``lazy=True`` reads columns on first access."""
-        from ._hdf5 import read_group
+    def from_hdf5(cls, group: Any) -> ArrayDict:
+        """Read an ``ArrayDict`` group into memory (:class:`LazyArrayDict` reads on first access)."""
+        _hdf5.check_group(group, "ArrayDict", f"{cls.__name__}.from_hdf5")
+        return cls._from_columns({k: c.get() for k, c in _hdf5.columns_of(group).items()})
 
-        obj = read_group(group, lazy=lazy)
-        if not isinstance(obj, cls):
-            raise TypeError(
-                f"{cls.__name__}.from_hdf5: group {group.name!r} holds a {type(obj).__name__}, not a {cls.__name__}. "
-                f"Use Data.from_hdf5 to read any group."
-            )
-        return obj
+    @classmethod
+    def _from_columns(cls, columns: dict[str, np.ndarray], **meta: Any) -> ArrayDict:
+        """Trusted constructor (no validation): ``columns`` and private ``meta`` as they are."""
+        out = object.__new__(cls)
+        out.__dict__.update(meta)
+        out.__dict__.update(columns)
+        return out

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _hdf5
 from ._array_dict import ArrayDict
 
 __all__ = ["Interval"]
@@ -376,6 +377,21 @@ class Interval(ArrayDict):
     def __repr__(self) -> str:
         cols = ", ".join(f"{k}={self._shape_of(k)}" for k in self.keys())
         return f"Interval({cols})"
+
+    # ---------------------------------------------------------------------- io
+    def to_hdf5(self, group: Any) -> None:
+        """Write into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
+        _hdf5.write_columns(group, "Interval", self.to_dict())
+        group.attrs["timekeys"] = _hdf5.bytes_list(self.timekeys())
+
+    @classmethod
+    def from_hdf5(cls, group: Any) -> Interval:
+        """Read an ``Interval`` group into memory (:class:`LazyInterval` reads on first access)."""
+        _hdf5.check_group(group, "Interval", f"{cls.__name__}.from_hdf5")
+        cols = _hdf5.columns_of(group)
+        _hdf5.require_columns(group, cols, "Interval", ("start", "end"))
+        timekeys = _hdf5.str_list(group.attrs.get("timekeys")) or ["start", "end"]
+        return cls._from_columns({k: c.get() for k, c in cols.items()}, _timekeys=timekeys)
 
 
 def _check_timekeys(owner: str, timekeys: list[str], required: list[str], columns: dict[str, Any]) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _hdf5
 from ._array_dict import ArrayDict
 from ._interval import Interval, _as_times, _check_timekeys, _set_operation
 
@@ -135,6 +136,26 @@ class IrregularTimeSeries(ArrayDict):
     def __repr__(self) -> str:
         cols = ", ".join(f"{k}={self._shape_of(k)}" for k in self.keys())
         return f"IrregularTimeSeries({cols})"
+
+    def to_hdf5(self, group: Any) -> None:
+        """Write into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
+        _hdf5.write_columns(group, "IrregularTimeSeries", self.to_dict())
+        group.attrs["timekeys"] = _hdf5.bytes_list(self.timekeys())
+        domain = self.domain
+        group.create_dataset(_hdf5.INDEX_KEY, data=_hdf5.timestamp_index(self.timestamps, domain.start, domain.end))
+        domain.to_hdf5(group.create_group("domain"))
+
+    @classmethod
+    def from_hdf5(cls, group: Any) -> IrregularTimeSeries:
+        """Read an ``IrregularTimeSeries`` group into memory (the lazy variant reads on first access)."""
+        _hdf5.check_group(group, "IrregularTimeSeries", f"{cls.__name__}.from_hdf5")
+        cols = _hdf5.columns_of(group, skip=(_hdf5.INDEX_KEY,))
+        _hdf5.require_columns(group, cols, "IrregularTimeSeries", ("timestamps",))
+        timekeys = _hdf5.str_list(group.attrs.get("timekeys")) or ["timestamps"]
+        dom = _hdf5.domain_group(group)
+        columns = {k: c.get() for k, c in cols.items()}
+        ts = columns.pop("timestamps")
+        return cls(ts, timekeys=timekeys, domain="auto" if dom is None else Interval.from_hdf5(dom), **columns)
 
 
 class RegularTimeSeries(ArrayDict):
@@ -277,3 +298,27 @@ class RegularTimeSeries(ArrayDict):
     def __repr__(self) -> str:
         cols = ", ".join(f"{k}={self._shape_of(k)}" for k in self.keys())
         return f"RegularTimeSeries(sampling_rate={self._sampling_rate:g}, {cols})"
+
+    def to_hdf5(self, group: Any) -> None:
+        """Write into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
+        _hdf5.write_columns(group, "RegularTimeSeries", self.to_dict(), always_keys=False)
+        group.attrs["sampling_rate"] = float(self.sampling_rate)
+        self.domain.to_hdf5(group.create_group("domain"))
+
+    @classmethod
+    def from_hdf5(cls, group: Any) -> RegularTimeSeries:
+        """Read a ``RegularTimeSeries`` group into memory (the lazy variant reads on first access)."""
+        _hdf5.check_group(group, "RegularTimeSeries", f"{cls.__name__}.from_hdf5")
+        cols = _hdf5.columns_of(group)
+        fs, t0 = _regular_meta(group)
+        return cls._from_columns({k: c.get() for k, c in cols.items()}, _sampling_rate=fs, _domain_start=t0)
+
+
+def _regular_meta(group: Any) -> tuple[float, float]:
+    """``(sampling_rate, domain_start)`` of a stored RegularTimeSeries."""
+    fs = float(group.attrs["sampling_rate"])
+    dom = _hdf5.domain_group(group)
+    domain = None if dom is None else Interval.from_hdf5(dom)
+    if domain is not None and len(domain):
+        return fs, float(domain.start[0])
+    return fs, float(group.attrs.get("domain_start", 0.0))
