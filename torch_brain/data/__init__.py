@@ -1,7 +1,10 @@
 """torch_brain.data."""
 
+from torch_brain import __version__
+
 from . import sampler
 from ._array_dict import ArrayDict
+from ._concat import concat
 from ._data import Data
 from ._interval import Interval
 from ._lazy import LazyArrayDict, LazyInterval, LazyIrregularTimeSeries, LazyRegularTimeSeries
@@ -22,8 +25,10 @@ __all__: list[str] = [
     "LazyIrregularTimeSeries",
     "LazyRegularTimeSeries",
     "RegularTimeSeries",
+    "__version__",
     "chain",
     "collate",
+    "concat",
     "pad",
     "pad8",
     "sampler",

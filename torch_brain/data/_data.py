@@ -145,6 +145,29 @@ class Data:
             walked.append(part)
         return obj
 
+    def set_nested_attribute(self, path: str, value: Any) -> Data:
+        """Set the attribute at a dotted path in place, e.g. ``"session.id"``; returns ``self``.
+
+        Every part but the last must exist (an AttributeError names the missing one); the last is
+        created or replaced.
+        """
+        parent_path, _, name = path.rpartition(".")
+        parent = self.get_nested_attribute(parent_path) if parent_path else self
+        setattr(parent, name, value)
+        return self
+
+    @property
+    def start(self) -> float | None:
+        """Start of the domain (seconds), or None without a domain."""
+        dom = self.domain
+        return None if dom is None or len(dom) == 0 else float(dom.start[0])
+
+    @property
+    def end(self) -> float | None:
+        """End of the domain (seconds), or None without a domain."""
+        dom = self.domain
+        return None if dom is None or len(dom) == 0 else float(dom.end[-1])
+
     def has_nested_attribute(self, path: str) -> bool:
         """True if :meth:`get_nested_attribute` would succeed."""
         try:

@@ -3,7 +3,7 @@ set algebra on them (``&``, ``|``, ``difference``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -81,6 +81,7 @@ class Interval(ArrayDict):
     """
 
     _META = ("_timekeys",)
+    _REQUIRED_COLUMNS = ("start", "end")
 
     def __init__(
         self,
@@ -159,6 +160,19 @@ class Interval(ArrayDict):
         """Names of the time columns (shifted by :meth:`slice`)."""
         return list(self._timekeys)
 
+    def register_timekey(self, timekey: str) -> None:
+        """Mark the existing column ``timekey`` as a time (shifted by :meth:`slice`)."""
+        _register_timekey(self, timekey)
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        """``(start, end)`` of each interval, in row order (other columns are not included).
+
+        Example:
+            >>> [(float(s), float(e)) for s, e in Interval(start=[0.0, 1.0], end=[1.0, 2.0])]
+            [(0.0, 1.0), (1.0, 2.0)]
+        """
+        return zip(self.start, self.end)
+
     def is_sorted(self) -> bool:
         """True if starts are non-decreasing."""
         s = self.start
@@ -190,16 +204,25 @@ class Interval(ArrayDict):
         return self
 
     def coalesce(self, eps: float = 1e-6) -> Interval:
-        """Merge overlapping intervals and intervals separated by a gap ``<= eps``.
+        """Merge overlapping intervals and intervals separated by a gap smaller than ``eps``.
 
-        Returns a new sorted, disjoint Interval with only ``start`` and ``end``.
+        With the default ``eps`` touching intervals (``[0, 1)``, ``[1, 2)``) merge; with ``eps=0``
+        only overlapping ones do. Returns a new sorted, disjoint Interval with only ``start`` and
+        ``end`` (other columns cannot be merged).
+
+        Example:
+            >>> iv = Interval(start=[0.0, 1.0, 2.0, 5.0, 5.5, 10.0], end=[1.0, 2.0, 3.0, 5.5, 7.0, 12.0])
+            >>> iv.coalesce().start, iv.coalesce().end
+            (array([ 0.,  5., 10.]), array([ 3.,  7., 12.]))
         """
+        if not eps >= 0:
+            raise ValueError(f"Interval.coalesce: 'eps' must be >= 0 (seconds), but got {eps}.")
         if len(self) == 0:
             return Interval(np.empty(0), np.empty(0))
         order = np.lexsort((self.end, self.start))
         s, e = self.start[order], self.end[order]
         reach = np.maximum.accumulate(e)
-        new_group = np.concatenate([[True], s[1:] - reach[:-1] > eps])
+        new_group = np.concatenate([[True], s[1:] - reach[:-1] >= eps])
         group = np.cumsum(new_group) - 1
         starts = s[new_group]
         ends = np.zeros(starts.size)
@@ -232,6 +255,38 @@ class Interval(ArrayDict):
             new_s[1:] = np.maximum(new_s[1:], np.minimum(mid, s[1:]))
         cols = {k: getattr(self, k) for k in self.keys()}
         cols["start"], cols["end"] = new_s, new_e
+        return self._new_like(cols)
+
+    def subdivide(self, step: float, drop_short: bool = False) -> Interval:
+        """Cut each interval into consecutive pieces of length ``step`` (the last one may be shorter).
+
+        Every other column is repeated for each piece of its interval (time keys other than
+        ``start``/``end`` keep their value). A piece shorter than ``step`` (an interval's remainder,
+        or a whole interval shorter than ``step``) is kept unless ``drop_short``; zero-length
+        intervals give no piece. Lengths within 1e-9 of a multiple of ``step`` count as that multiple.
+
+        Example:
+            >>> Interval(start=[0.0], end=[10.0], trial=[7]).subdivide(3.0).end
+            array([ 3.,  6.,  9., 10.])
+        """
+        if not (isinstance(step, (int, float, np.integer, np.floating)) and step > 0 and np.isfinite(step)):
+            raise ValueError(f"Interval.subdivide: 'step' must be a positive finite number (seconds), but got {step!r}.")
+        s, e = self.start, self.end
+        ratio = (e - s) / step
+        whole = np.floor(ratio + 1e-9).astype(np.int64)
+        exact = np.abs(ratio - np.round(ratio)) <= 1e-9
+        short = ~exact & (ratio > whole)  # a shorter last piece remains
+        counts = whole + (short & (not drop_short))
+        counts[e <= s] = 0
+        row = np.repeat(np.arange(len(self)), counts)
+        k = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        starts = s[row] + k * step
+        ends = np.minimum(starts + step, e[row])
+        # the last piece of an interval covered to its end ends exactly there (no rounding drift)
+        snap = (k == counts[row] - 1) & (exact | (short & (not drop_short)))[row]
+        ends[snap] = e[row][snap]
+        cols = {key: getattr(self, key)[row] for key in self.keys()}
+        cols["start"], cols["end"] = starts, ends
         return self._new_like(cols)
 
     # ------------------------------------------------------------------ algebra
@@ -404,3 +459,13 @@ def _check_timekeys(owner: str, timekeys: list[str], required: list[str], column
                 f"{owner}: time key {key!r} is not a column; columns are {required + list(columns)}. "
                 f"Remove it from 'timekeys' or add the column."
             )
+
+
+def _register_timekey(obj: Any, timekey: str) -> None:
+    if timekey not in obj.keys():
+        raise ValueError(
+            f"{type(obj).__name__}.register_timekey: {timekey!r} is not a column; columns are {obj.keys()}. "
+            f"Add the column first."
+        )
+    if timekey not in obj._timekeys:
+        obj.__dict__["_timekeys"] = list(obj._timekeys) + [timekey]

@@ -10,8 +10,8 @@ from typing import Any
 import numpy as np
 
 from . import _hdf5
-from ._array_dict import ArrayDict
-from ._interval import Interval, _as_times, _check_timekeys, _set_operation
+from ._array_dict import ArrayDict, _check_mask
+from ._interval import Interval, _as_times, _check_timekeys, _register_timekey, _set_operation
 
 __all__ = ["IrregularTimeSeries", "RegularTimeSeries"]
 
@@ -72,6 +72,7 @@ class IrregularTimeSeries(ArrayDict):
     """
 
     _META = ("_timekeys", "_domain")
+    _REQUIRED_COLUMNS = ("timestamps",)
 
     def __init__(
         self,
@@ -108,6 +109,21 @@ class IrregularTimeSeries(ArrayDict):
         """True if ``timestamps`` are non-decreasing."""
         ts = self.timestamps
         return bool(np.all(ts[1:] >= ts[:-1]))
+
+    def register_timekey(self, timekey: str) -> None:
+        """Mark the existing column ``timekey`` as a time (shifted by :meth:`slice`)."""
+        _register_timekey(self, timekey)
+
+    def sort(self) -> IrregularTimeSeries:
+        """Reorder every column by ``timestamps`` (stable) in place; returns ``self``.
+
+        Timestamps are always sorted here (the constructor requires it), so this only matters for
+        series whose columns were replaced; it exists for code written against temporaldata.
+        """
+        order = np.argsort(self.timestamps, kind="stable")
+        for k in self.keys():
+            self.__dict__[k] = getattr(self, k)[order]
+        return self
 
     def slice(self, start: float, end: float, reset_origin: bool = True) -> IrregularTimeSeries:
         """Events with ``start <= timestamp < end``; domain clipped to the window.
@@ -281,6 +297,7 @@ class RegularTimeSeries(ArrayDict):
 
     def select_by_mask(self, mask: np.ndarray) -> IrregularTimeSeries:
         """Rows where ``mask`` is True, as an :class:`IrregularTimeSeries` (the result is not regular)."""
+        _check_mask(type(self).__name__, mask, len(self))
         return self.to_irregular().select_by_mask(mask)
 
     def select_by_interval(self, interval: Interval) -> IrregularTimeSeries:
