@@ -339,3 +339,74 @@ def test_coalesce(starts, ends, eps, exp_s, exp_e):
     np.testing.assert_array_equal(out.start, exp_s)
     np.testing.assert_array_equal(out.end, exp_e)
     assert out.keys() == ["start", "end"]
+
+
+# ------------------------------------------------------------------ 4. point intervals and operand checks
+def _iv(*pairs):
+    return Interval(start=np.array([p[0] for p in pairs], float), end=np.array([p[1] for p in pairs], float))
+
+
+POINT_OPS = [
+    # (a, op, b, expected (start, end) pairs) — temporaldata 0.1.6's outputs on the same inputs
+    (_iv((0, 1)), "&", _iv((1, 2)), []),
+    (_iv((1, 1)), "&", _iv((1, 1)), [(1, 1)]),
+    (_iv((1, 1)), "&", _iv((2, 2)), []),
+    (_iv((0, 2)), "&", _iv((1, 1)), [(1, 1)]),
+    (_iv((0, 2)), "&", _iv((2, 2)), [(2, 2)]),
+    (_iv((2, 2)), "&", _iv((0, 2)), [(2, 2)]),
+    (_iv((0, 0)), "&", _iv((0, 2)), [(0, 0)]),
+    (_iv((1, 1), (2, 2.5), (3, 3)), "&", _iv((0, 10)), [(1, 1), (2, 2.5), (3, 3)]),
+    (_iv((0, 1), (1.5, 1.5), (2, 3)), "&", _iv((1, 2.5)), [(1.5, 1.5), (2, 2.5)]),
+    (_iv((1, 1)), "|", _iv((1, 1)), [(1, 1)]),
+    (_iv((1, 1)), "|", _iv((2, 2)), [(1, 1), (2, 2)]),
+    (_iv((0, 1)), "|", _iv((1, 1)), [(0, 1)]),
+    (_iv((1, 1)), "|", _iv((1, 2)), [(1, 2)]),
+    (_iv((2, 2)), "|", _iv((0, 2)), [(0, 2)]),
+    (_iv((0, 1), (1.5, 1.5), (2, 3)), "|", _iv((5, 6)), [(0, 1), (1.5, 1.5), (2, 3), (5, 6)]),
+    (_iv((0, 1), (1, 1), (2, 3)), "|", _iv((5, 6)), [(0, 1), (2, 3), (5, 6)]),
+    (_iv((0, 2)), "-", _iv((1, 1)), [(0, 1), (1, 2)]),
+    (_iv((0, 3)), "-", _iv((1, 1), (2, 2)), [(0, 1), (1, 2), (2, 3)]),
+    (_iv((0, 2)), "-", _iv((0, 0)), [(0, 2)]),
+    (_iv((0, 2)), "-", _iv((2, 2)), [(0, 2)]),
+    (_iv((1, 1)), "-", _iv((0, 2)), []),
+    (_iv((1, 1)), "-", _iv((1, 2)), []),
+    (_iv((1, 1)), "-", _iv((0, 1)), []),
+    (_iv((1, 1)), "-", _iv((1, 1)), []),
+    (_iv((1, 1)), "-", _iv((2, 3)), [(1, 1)]),
+    (_iv((0, 1), (1.5, 1.5), (2, 3)), "-", _iv((0.5, 1.5)), [(0, 0.5), (2, 3)]),
+    (_iv((0, 1), (1.5, 1.5), (2, 3)), "-", _iv((1.6, 2.5)), [(0, 1), (1.5, 1.5), (2.5, 3)]),
+]
+
+
+@pytest.mark.parametrize("a, op, b, expected", POINT_OPS)
+def test_point_intervals_in_set_operations(a, op, b, expected):
+    out = {"&": lambda: a & b, "|": lambda: a | b, "-": lambda: a.difference(b)}[op]()
+    assert [(float(s), float(e)) for s, e in out] == [(float(s), float(e)) for s, e in expected]
+
+
+@pytest.mark.parametrize(
+    "a, b, msg",
+    [
+        (_iv((0, 2), (1, 3)), _iv((0, 5)), "the left operand must be sorted and disjoint, but it is not disjoint"),
+        (_iv((2, 3), (0, 1)), _iv((0, 5)), "the left operand must be sorted and disjoint, but it is not sorted"),
+        (_iv((0, 5)), _iv((0, 2), (1, 3)), "the right operand must be sorted and disjoint"),
+        (_iv((0, 5)), _iv((0, 3), (1, 1)), "the right operand must be sorted and disjoint"),
+    ],
+)
+@pytest.mark.parametrize("op", ["&", "|", "difference"])
+def test_set_operations_refuse_overlapping_or_unsorted_operands(a, b, msg, op):
+    with pytest.raises(ValueError, match=msg):
+        {"&": lambda: a & b, "|": lambda: a | b, "difference": lambda: a.difference(b)}[op]()
+    # what the message suggests works
+    fixed = a.coalesce() & b.coalesce()
+    assert fixed.is_sorted() and fixed.is_disjoint()
+
+
+def test_point_intervals_in_slicing_and_select_by_interval():
+    pts = _iv((0, 0), (0.5, 0.5), (1, 1), (2, 2))
+    # ours keeps a point at the window start ([start, end) contains start); temporaldata drops it
+    assert [float(s) for s, _ in pts.slice(0.0, 2.0, reset_origin=False)] == [0.0, 0.5, 1.0]
+    assert [float(s) for s, _ in pts.select_by_interval(_iv((0, 2)))] == [0.0, 0.5, 1.0]
+    ts = IrregularTimeSeries(np.array([0.0, 0.5, 1.0, 1.5, 2.0]), domain=_iv((0, 2)))
+    np.testing.assert_array_equal(ts.select_by_interval(_iv((0.5, 0.5), (1, 1.5))).timestamps, [1.0])
+    assert len(ts.slice(1.0, 1.0)) == 0

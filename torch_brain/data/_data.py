@@ -13,7 +13,7 @@ import numpy as np
 from . import _hdf5
 from ._array_dict import ArrayDict
 from ._deferred import _Deferred, _DeferredSlice, _restore
-from ._interval import Interval
+from ._interval import Interval, _set_operation
 from ._lazy import LazyArrayDict, LazyInterval, LazyIrregularTimeSeries, LazyRegularTimeSeries
 from ._timeseries import IrregularTimeSeries, RegularTimeSeries
 
@@ -192,8 +192,8 @@ class Data:
                 ends.append(dom.end)
         if not starts:
             return None
-        empty = Interval._from_arrays(np.empty(0), np.empty(0))
-        return Interval._from_arrays(np.concatenate(starts), np.concatenate(ends)) | empty
+        union = _set_operation(np.concatenate(starts), np.concatenate(ends), np.empty(0), np.empty(0), "or")
+        return Interval._from_arrays(*union)
 
     # ---------------------------------------------------------------- slicing
     def slice(self, start: float, end: float, reset_origin: bool = True) -> Data:

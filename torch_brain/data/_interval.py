@@ -32,10 +32,10 @@ def _as_times(owner: str, key: str, value: Any) -> np.ndarray:
     return arr
 
 
-def _set_operation(
+def _sweep(
     a_start: np.ndarray, a_end: np.ndarray, b_start: np.ndarray, b_end: np.ndarray, op: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Union / intersection / difference of two sets of half-open intervals.
+    """Union / intersection / difference of two sets of half-open intervals of positive length.
 
     Each input may be unsorted or overlapping; the output is sorted, disjoint and coalesced
     (touching pieces are merged). Works by sweeping the sorted unique boundaries and keeping the
@@ -62,6 +62,52 @@ def _set_operation(
     first = np.flatnonzero(edges == 1)
     last = np.flatnonzero(edges == -1)  # exclusive segment index
     return uniq[first].astype(np.float64), uniq[last].astype(np.float64)
+
+
+def _touches(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """For each point, whether it lies in some closed ``[start, end]`` (inputs in any order)."""
+    if points.size == 0 or start.size == 0:
+        return np.zeros(points.shape, dtype=bool)
+    order = np.argsort(start, kind="stable")
+    s, reach = start[order], np.maximum.accumulate(end[order])
+    i = np.searchsorted(s, points, side="right") - 1
+    return (i >= 0) & (reach[np.maximum(i, 0)] >= points)
+
+
+def _set_operation(
+    a_start: np.ndarray, a_end: np.ndarray, b_start: np.ndarray, b_end: np.ndarray, op: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Union (``"or"``) / intersection (``"and"``) / difference of two sets of intervals.
+
+    Intervals of positive length are the half-open sets ``[start, end)``; a point interval
+    ``[t, t]`` is the instant ``t`` and counts as inside an interval ``[s, e]`` when
+    ``s <= t <= e`` (as in temporaldata). The result is sorted and disjoint: positive-length
+    pieces are coalesced (except where a point of ``b`` cuts a piece of ``a - b`` in two), and a
+    point is kept only where no piece of the result touches it.
+    """
+    pa, pb = a_end > a_start, b_end > b_start
+    if pa.all() and pb.all():  # no points: the common case
+        return _sweep(a_start, a_end, b_start, b_end, op)
+    s, e = _sweep(a_start[pa], a_end[pa], b_start[pb], b_end[pb], op)
+    qa, qb = a_start[~pa], b_start[~pb]
+    if op == "and":
+        q = np.concatenate([qa[_touches(qa, b_start, b_end)], qb[_touches(qb, a_start, a_end)]])
+    elif op == "or":
+        q = np.concatenate([qa, qb])
+    else:
+        q = qa[~_touches(qa, b_start, b_end)]
+        if s.size and qb.size:  # a point of b strictly inside a piece cuts it in two
+            cut = np.unique(qb)
+            i = np.maximum(np.searchsorted(s, cut, side="right") - 1, 0)
+            cut = cut[(s[i] < cut) & (cut < e[i])]
+            s, e = np.sort(np.concatenate([s, cut])), np.sort(np.concatenate([e, cut]))
+    q = np.unique(q)
+    q = q[~_touches(q, s, e)]
+    if q.size == 0:
+        return s, e
+    starts, ends = np.concatenate([s, q]), np.concatenate([e, q])
+    order = np.lexsort((ends, starts))
+    return starts[order], ends[order]
 
 
 class Interval(ArrayDict):
@@ -293,10 +339,22 @@ class Interval(ArrayDict):
     def _other(self, other: Any, op: str) -> Interval:
         if not isinstance(other, Interval):
             raise TypeError(f"Interval {op}: the other operand must be an Interval, but got {type(other).__name__}.")
+        for side, obj in (("left", self), ("right", other)):
+            if not obj.is_sorted() or not obj.is_disjoint():
+                what = "disjoint (no overlapping intervals)" if obj.is_sorted() else "sorted by start"
+                raise ValueError(
+                    f"Interval {op}: the {side} operand must be sorted and disjoint, but it is not {what} "
+                    f"(starts {obj.start.tolist()[:6]}, ends {obj.end.tolist()[:6]}). Merge it with .coalesce() "
+                    f"(or .sort() when it is only unsorted)."
+                )
         return other
 
     def __and__(self, other: Interval) -> Interval:
-        """Intersection (as sets of time points); result is sorted, disjoint, without extra columns."""
+        """Intersection (as sets of time points); result is sorted, disjoint, without extra columns.
+
+        Both operands must be sorted and disjoint. Point intervals ``[t, t]`` follow the rules of
+        :func:`_set_operation` (a point inside the closed other interval is kept).
+        """
         other = self._other(other, "&")
         return Interval._from_arrays(*_set_operation(self.start, self.end, other.start, other.end, "and"))
 
