@@ -20,7 +20,7 @@ from . import _hdf5
 from ._array_dict import ArrayDict
 from ._deferred import _DeferredSlice, _restore
 from ._interval import Interval
-from ._timeseries import IrregularTimeSeries, RegularTimeSeries, _regular_meta
+from ._timeseries import IrregularTimeSeries, RegularTimeSeries, _clip_runs, _regular_meta
 
 __all__ = ["LazyArrayDict", "LazyInterval", "LazyIrregularTimeSeries", "LazyRegularTimeSeries"]
 
@@ -296,6 +296,7 @@ class LazyRegularTimeSeries(_LazyMixin, RegularTimeSeries):
         od = out.__dict__
         od["_sampling_rate"] = d["_sampling_rate"]
         od["_domain_start"] = d["_domain_start"] + i0 / d["_sampling_rate"] - shift
+        od["_runs"] = _clip_runs(d.get("_runs"), i0, i1)
         od["_columns"] = d["_columns"]
         od["_n"] = d["_n"]
         od["_row_range"] = (b0 + i0, b0 + i1)
@@ -306,6 +307,5 @@ class LazyRegularTimeSeries(_LazyMixin, RegularTimeSeries):
         """Open a ``RegularTimeSeries`` group without reading its samples."""
         _hdf5.check_group(group, "RegularTimeSeries", "LazyRegularTimeSeries.from_hdf5")
         cols = _hdf5.columns_of(group)
-        fs, t0 = _regular_meta(group)
         n = next(iter(cols.values())).nrows if cols else 0
-        return cls._from_columns({}, _sampling_rate=fs, _domain_start=t0, _columns=cols, _n=n)
+        return cls._from_columns({}, _columns=cols, _n=n, **_regular_meta(group, n))
