@@ -410,3 +410,39 @@ def test_point_intervals_in_slicing_and_select_by_interval():
     ts = IrregularTimeSeries(np.array([0.0, 0.5, 1.0, 1.5, 2.0]), domain=_iv((0, 2)))
     np.testing.assert_array_equal(ts.select_by_interval(_iv((0.5, 0.5), (1, 1.5))).timestamps, [1.0])
     assert len(ts.slice(1.0, 1.0)) == 0
+
+
+# ------------------------------------------------------------------ signatures code written for temporaldata uses
+def test_keyword_and_positional_forms_of_temporaldata():
+    ts = IrregularTimeSeries.from_dataframe(pd.DataFrame({"timestamps": [0.5, 1.0]}), Interval(0.0, 2.0))
+    np.testing.assert_array_equal(ts.domain.end, [2.0])  # domain is the second positional argument
+    assert list(Interval.from_list(interval_list=[(0.0, 1.0), (2.0, 3.0)])) == [(0.0, 1.0), (2.0, 3.0)]
+    r = RegularTimeSeries(sampling_rate=10.0, x=np.arange(10.0))
+    np.testing.assert_array_equal(r.slice(0.2, 0.5, eps=1e-7).x, [2.0, 3.0, 4.0])
+
+
+@pytest.mark.parametrize("cls", [LazyArrayDict, LazyInterval, LazyIrregularTimeSeries, LazyRegularTimeSeries])
+def test_lazy_classes_are_not_built_in_memory(cls):
+    with pytest.raises(TypeError, match=r"objects are opened from HDF5 .* to build one in memory use \w+\(\.\.\.\)"):
+        cls(x=np.arange(2))
+
+
+def test_deprecated_split_domain_setters_set_the_attribute():
+    d = Data(x=Interval(0.0, 1.0), domain="auto")
+    with pytest.warns(DeprecationWarning, match=r"data.train_domain = interval"):
+        assert d.set_train_domain(Interval(0.0, 0.5)) is None
+    assert d.train_domain.end[0] == 0.5 and "train_domain" in d.keys()
+
+
+def test_serialize_fn_map_converts_values_before_writing(tmp_path):
+    class Subject:
+        def __init__(self, name):
+            self.name = name
+
+    d = Data(subject=Subject("m1"), session=Data(who=Subject("m2")))
+    with h5py.File(tmp_path / "s.h5", "w") as f:
+        d.to_hdf5(f, serialize_fn_map={Subject: lambda s: s.name})
+    back = Data.load(tmp_path / "s.h5", lazy=False)
+    assert back.subject == "m1" and back.session.who == "m2"
+    with h5py.File(tmp_path / "t.h5", "w") as f, pytest.raises(TypeError, match="is a Subject, which cannot be stored"):
+        d.to_hdf5(f)

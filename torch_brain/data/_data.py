@@ -4,8 +4,9 @@ numpy arrays and scalar attributes, with a time ``domain``."""
 from __future__ import annotations
 
 import copy
+import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import h5py
 import numpy as np
@@ -156,6 +157,26 @@ class Data:
         setattr(parent, name, value)
         return self
 
+    def set_train_domain(self, interval: Interval) -> None:
+        """Deprecated (as in temporaldata): sets ``self.train_domain``; assign the attribute instead."""
+        self._set_split_domain("train", interval)
+
+    def set_valid_domain(self, interval: Interval) -> None:
+        """Deprecated (as in temporaldata): sets ``self.valid_domain``; assign the attribute instead."""
+        self._set_split_domain("valid", interval)
+
+    def set_test_domain(self, interval: Interval) -> None:
+        """Deprecated (as in temporaldata): sets ``self.test_domain``; assign the attribute instead."""
+        self._set_split_domain("test", interval)
+
+    def _set_split_domain(self, split: str, interval: Interval) -> None:
+        warnings.warn(
+            f"Data.set_{split}_domain() is deprecated; assign the attribute instead: data.{split}_domain = interval.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        setattr(self, f"{split}_domain", interval)
+
     @property
     def start(self) -> float | None:
         """Start of the domain (seconds), or None without a domain."""
@@ -284,8 +305,13 @@ class Data:
         return f"Data({', '.join(parts)})"
 
     # -------------------------------------------------------------------- io
-    def to_hdf5(self, file: Any) -> None:
+    def to_hdf5(self, file: Any, serialize_fn_map: dict[type, Callable[[Any], Any]] | None = None) -> None:
         """Write into an open ``h5py.File``/``Group`` opened for writing (layout: docs/data.md).
+
+        Args:
+            file: the open group.
+            serialize_fn_map: ``{type: fn}``; an attribute (here or in nested Data) that is an instance
+                of ``type`` is written as ``fn(value)`` (e.g. ``{MyEnum: str}``).
 
         Example:
             >>> with h5py.File("session.h5", "w") as f:
@@ -298,7 +324,13 @@ class Data:
         unicode_keys = []
         for key in self.keys():
             value = getattr(self, key)
-            if isinstance(value, (ArrayDict, Data)):
+            for kind, fn in (serialize_fn_map or {}).items():
+                if isinstance(value, kind):
+                    value = fn(value)
+                    break
+            if isinstance(value, Data):
+                value.to_hdf5(group.create_group(key), serialize_fn_map)
+            elif isinstance(value, ArrayDict):
                 value.to_hdf5(group.create_group(key))
             elif isinstance(value, np.ndarray):
                 if _hdf5.write_array(group, key, value, what="array"):

@@ -164,9 +164,9 @@ class Interval(ArrayDict):
         return out
 
     @classmethod
-    def from_list(cls, pairs: Sequence[tuple[float, float]]) -> Interval:
+    def from_list(cls, interval_list: Sequence[tuple[float, float]]) -> Interval:
         """Build from ``[(start, end), ...]``."""
-        arr = np.asarray(pairs, dtype=np.float64)
+        arr = np.asarray(interval_list, dtype=np.float64)
         if arr.size == 0:
             return cls(np.empty(0), np.empty(0))
         if arr.ndim != 2 or arr.shape[1] != 2:

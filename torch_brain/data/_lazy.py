@@ -31,6 +31,13 @@ __all__ = ["LazyArrayDict", "LazyInterval", "LazyIrregularTimeSeries", "LazyRegu
 class _LazyMixin:
     """Columns resolved on first access from ``self._columns`` (name -> ``_hdf5.Column``)."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        eager = type(self).__mro__[2].__name__
+        raise TypeError(
+            f"{type(self).__name__} objects are opened from HDF5 ({type(self).__name__}.from_hdf5(group) or "
+            f"Data.from_hdf5(..., lazy=True)); to build one in memory use {eager}(...)."
+        )
+
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):
             raise AttributeError(name)

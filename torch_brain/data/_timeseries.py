@@ -114,6 +114,13 @@ class IrregularTimeSeries(ArrayDict):
         """Mark the existing column ``timekey`` as a time (shifted by :meth:`slice`)."""
         _register_timekey(self, timekey)
 
+    @classmethod
+    def from_dataframe(
+        cls, df: Any, domain: Interval | str = "auto", unsigned_to_long: bool = True
+    ) -> IrregularTimeSeries:
+        """Build from a pandas DataFrame with a ``timestamps`` column (see :meth:`ArrayDict.from_dataframe`)."""
+        return super().from_dataframe(df, unsigned_to_long=unsigned_to_long, domain=domain)
+
     def sort(self) -> IrregularTimeSeries:
         """Reorder every column by ``timestamps`` (stable) in place; returns ``self``.
 
@@ -401,9 +408,10 @@ class RegularTimeSeries(ArrayDict):
         t0 = self._domain_start + i0 / self._sampling_rate - shift
         return self._new_like(cols, _domain_start=t0, _runs=_clip_runs(self.__dict__.get("_runs"), i0, i1))
 
-    def slice(self, start: float, end: float, reset_origin: bool = True) -> RegularTimeSeries:
+    def slice(self, start: float, end: float, reset_origin: bool = True, eps: float = 1e-9) -> RegularTimeSeries:
         """Samples with ``start <= timestamp < end`` (views, no copy); times relative to ``start``
-        when ``reset_origin``.
+        when ``reset_origin``. Row indices are found exactly against :attr:`timestamps`, so ``eps``
+        (temporaldata's rounding buffer) is accepted and not needed.
 
         Of a gappy series, fill samples at the start and end of the window are dropped (the
         result starts and ends on real samples) and gaps inside it are kept.
