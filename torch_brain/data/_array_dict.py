@@ -212,13 +212,15 @@ class ArrayDict:
         """Columns as a plain ``{name: array}`` dict (arrays are not copied)."""
         return {k: getattr(self, k) for k in self.keys()}
 
-    def to_hdf5(self, group: Any) -> None:
+    def to_hdf5(self, file: Any) -> None:
         """Write this object into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
+        group = file
         _hdf5.write_columns(group, "ArrayDict", self.to_dict())
 
     @classmethod
-    def from_hdf5(cls, group: Any) -> ArrayDict:
+    def from_hdf5(cls, file: Any) -> ArrayDict:
         """Read an ``ArrayDict`` group into memory (:class:`LazyArrayDict` reads on first access)."""
+        group = file
         _hdf5.check_group(group, "ArrayDict", f"{cls.__name__}.from_hdf5")
         return cls._from_columns({k: c.get() for k, c in _hdf5.columns_of(group).items()})
 

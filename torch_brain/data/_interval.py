@@ -492,14 +492,16 @@ class Interval(ArrayDict):
         return f"Interval({cols})"
 
     # ---------------------------------------------------------------------- io
-    def to_hdf5(self, group: Any) -> None:
+    def to_hdf5(self, file: Any) -> None:
         """Write into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
+        group = file
         _hdf5.write_columns(group, "Interval", self.to_dict())
         group.attrs["timekeys"] = _hdf5.bytes_list(self.timekeys())
 
     @classmethod
-    def from_hdf5(cls, group: Any) -> Interval:
+    def from_hdf5(cls, file: Any) -> Interval:
         """Read an ``Interval`` group into memory (:class:`LazyInterval` reads on first access)."""
+        group = file
         _hdf5.check_group(group, "Interval", f"{cls.__name__}.from_hdf5")
         cols = _hdf5.columns_of(group)
         _hdf5.require_columns(group, cols, "Interval", ("start", "end"))

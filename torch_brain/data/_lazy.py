@@ -124,8 +124,9 @@ class LazyArrayDict(_LazyMixin, ArrayDict):
     """ArrayDict whose columns are read from HDF5 on first access."""
 
     @classmethod
-    def from_hdf5(cls, group: Any) -> LazyArrayDict:
+    def from_hdf5(cls, file: Any) -> LazyArrayDict:
         """Open an ``ArrayDict`` group without reading it; the file must stay open while it is used."""
+        group = file
         _hdf5.check_group(group, "ArrayDict", "LazyArrayDict.from_hdf5")
         return cls._from_columns({}, _columns=_hdf5.columns_of(group))
 
@@ -134,8 +135,9 @@ class LazyInterval(_LazyMixin, Interval):
     """Interval whose columns are read from HDF5 on first access (slicing reads it whole, once)."""
 
     @classmethod
-    def from_hdf5(cls, group: Any) -> LazyInterval:
+    def from_hdf5(cls, file: Any) -> LazyInterval:
         """Open an ``Interval`` group without reading it; the file must stay open while it is used."""
+        group = file
         _hdf5.check_group(group, "Interval", "LazyInterval.from_hdf5")
         cols = _hdf5.columns_of(group)
         _hdf5.require_columns(group, cols, "Interval", ("start", "end"))
@@ -261,8 +263,9 @@ class LazyIrregularTimeSeries(_LazyMixin, IrregularTimeSeries):
         return self._new_like(cols)
 
     @classmethod
-    def from_hdf5(cls, group: Any) -> LazyIrregularTimeSeries:
+    def from_hdf5(cls, file: Any) -> LazyIrregularTimeSeries:
         """Open an ``IrregularTimeSeries`` group, reading only its domain and its 1 s time index."""
+        group = file
         _hdf5.check_group(group, "IrregularTimeSeries", "LazyIrregularTimeSeries.from_hdf5")
         cols = _hdf5.columns_of(group, skip=(_hdf5.INDEX_KEY,))
         _hdf5.require_columns(group, cols, "IrregularTimeSeries", ("timestamps",))
@@ -310,8 +313,9 @@ class LazyRegularTimeSeries(_LazyMixin, RegularTimeSeries):
         return out
 
     @classmethod
-    def from_hdf5(cls, group: Any) -> LazyRegularTimeSeries:
+    def from_hdf5(cls, file: Any) -> LazyRegularTimeSeries:
         """Open a ``RegularTimeSeries`` group without reading its samples."""
+        group = file
         _hdf5.check_group(group, "RegularTimeSeries", "LazyRegularTimeSeries.from_hdf5")
         cols = _hdf5.columns_of(group)
         n = next(iter(cols.values())).nrows if cols else 0

@@ -160,8 +160,9 @@ class IrregularTimeSeries(ArrayDict):
         cols = ", ".join(f"{k}={self._shape_of(k)}" for k in self.keys())
         return f"IrregularTimeSeries({cols})"
 
-    def to_hdf5(self, group: Any) -> None:
+    def to_hdf5(self, file: Any) -> None:
         """Write into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
+        group = file
         _hdf5.write_columns(group, "IrregularTimeSeries", self.to_dict())
         group.attrs["timekeys"] = _hdf5.bytes_list(self.timekeys())
         domain = self.domain
@@ -169,8 +170,9 @@ class IrregularTimeSeries(ArrayDict):
         domain.to_hdf5(group.create_group("domain"))
 
     @classmethod
-    def from_hdf5(cls, group: Any) -> IrregularTimeSeries:
+    def from_hdf5(cls, file: Any) -> IrregularTimeSeries:
         """Read an ``IrregularTimeSeries`` group into memory (the lazy variant reads on first access)."""
+        group = file
         _hdf5.check_group(group, "IrregularTimeSeries", f"{cls.__name__}.from_hdf5")
         cols = _hdf5.columns_of(group, skip=(_hdf5.INDEX_KEY,))
         _hdf5.require_columns(group, cols, "IrregularTimeSeries", ("timestamps",))
@@ -460,15 +462,17 @@ class RegularTimeSeries(ArrayDict):
         cols = ", ".join(f"{k}={self._shape_of(k)}" for k in self.keys())
         return f"RegularTimeSeries(sampling_rate={self._sampling_rate:g}, {cols})"
 
-    def to_hdf5(self, group: Any) -> None:
+    def to_hdf5(self, file: Any) -> None:
         """Write into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
+        group = file
         _hdf5.write_columns(group, "RegularTimeSeries", self.to_dict(), always_keys=False)
         group.attrs["sampling_rate"] = float(self.sampling_rate)
         self.domain.to_hdf5(group.create_group("domain"))
 
     @classmethod
-    def from_hdf5(cls, group: Any) -> RegularTimeSeries:
+    def from_hdf5(cls, file: Any) -> RegularTimeSeries:
         """Read a ``RegularTimeSeries`` group into memory (the lazy variant reads on first access)."""
+        group = file
         _hdf5.check_group(group, "RegularTimeSeries", f"{cls.__name__}.from_hdf5")
         cols = _hdf5.columns_of(group)
         meta = _regular_meta(group, next(iter(cols.values())).nrows if cols else 0)
