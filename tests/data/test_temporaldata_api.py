@@ -446,3 +446,18 @@ def test_serialize_fn_map_converts_values_before_writing(tmp_path):
     assert back.subject == "m1" and back.session.who == "m2"
     with h5py.File(tmp_path / "t.h5", "w") as f, pytest.raises(TypeError, match="is a Subject, which cannot be stored"):
         d.to_hdf5(f)
+
+
+def test_a_file_that_fails_to_open_is_closed_again(tmp_path, monkeypatch):
+    from torch_brain.data import _hdf5
+
+    p = tmp_path / "bad.h5"
+    with h5py.File(p, "w") as f:
+        f.attrs["object"] = "Data"
+        f.create_group("odd").attrs["object"] = "Tensor"
+    opened = []
+    real_open = _hdf5.open_file
+    monkeypatch.setattr(_hdf5, "open_file", lambda *a: opened.append(real_open(*a)) or opened[-1])
+    with pytest.raises(ValueError, match="object='Tensor'"):
+        Data.load(p)
+    assert len(opened) == 1 and not opened[0].id.valid

@@ -362,9 +362,11 @@ class Data:
             handle = _hdf5.open_file(file, "Data.from_hdf5")
             try:
                 data = cls.from_hdf5(handle, lazy=lazy)
-            finally:
-                if not lazy:
-                    handle.close()
+            except BaseException:
+                handle.close()
+                raise
+            if not lazy:
+                handle.close()
             return data
         if not isinstance(file, h5py.Group):
             raise TypeError(
