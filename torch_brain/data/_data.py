@@ -409,6 +409,7 @@ class Data:
                     "with lazy=False, or already closed)."
                 )
             return
+        _hdf5.mark_closed(f)
         f.close()
         self.__dict__["_file"] = None
 
@@ -461,6 +462,7 @@ def _read_data(group: h5py.Group, lazy: bool) -> Data:
     d["_domain"] = None
     d["_absolute_start"] = float(group.attrs.get("absolute_start", 0.0))
     unicode = set(_hdf5.str_list(group.attrs.get("_unicode_keys")))
+    state = _hdf5.file_state(group.file)
     pending = {}
     for key, item in group.items():
         if isinstance(item, h5py.Group):
@@ -470,7 +472,7 @@ def _read_data(group: h5py.Group, lazy: bool) -> Data:
             kind = _hdf5.object_type(item)
             d[key] = _read_data(item, lazy) if kind == "Data" else (_LAZY if lazy else _EAGER)[kind].from_hdf5(item)
         elif lazy:
-            pending[key] = _Deferred(_hdf5.Column(item, key in unicode).get)
+            pending[key] = _Deferred(_hdf5.Column(item, key in unicode, state).get)
         else:
             value = item[()]
             d[key] = _hdf5.decode(value) if key in unicode else value

@@ -202,7 +202,37 @@ def _raw_file(path: str) -> _RawFile:
     return raw
 
 
-def _closed_error(ds: h5py.Dataset) -> ValueError:
+class _FileState:
+    """Whether the file a lazy column reads from was closed through ``Data.close`` (checked per read:
+    an attribute read, where asking h5py costs microseconds)."""
+
+    __slots__ = ("closed", "__weakref__")
+
+    def __init__(self) -> None:
+        self.closed = False
+
+
+_FILE_STATES: weakref.WeakValueDictionary = weakref.WeakValueDictionary()
+
+
+def file_state(f: h5py.File) -> _FileState:
+    """The shared open/closed state of an open file (one per open file)."""
+    key = f.id.id
+    state = _FILE_STATES.get(key)
+    if state is None:
+        state = _FileState()
+        _FILE_STATES[key] = state
+    return state
+
+
+def mark_closed(f: h5py.File) -> None:
+    """Record that ``f`` is being closed: columns read from it refuse to read from now on."""
+    state = _FILE_STATES.pop(f.id.id, None)
+    if state is not None:
+        state.closed = True
+
+
+def _closed_error() -> ValueError:
     return ValueError(
         "from_hdf5: this lazily read object's HDF5 file was closed (Data.close() or the end of a `with` block), "
         "so its unread columns are gone. Call .materialize() before closing, or keep the file open while you "
@@ -218,11 +248,12 @@ class Column:
     fraction of h5py's generic indexing; anything else goes through h5py.
     """
 
-    __slots__ = ("ds", "unicode", "value", "nrows", "_tail", "_dtype", "_raw", "_offset", "_rowbytes")
+    __slots__ = ("ds", "unicode", "state", "value", "nrows", "_tail", "_dtype", "_raw", "_offset", "_rowbytes")
 
-    def __init__(self, ds: h5py.Dataset, unicode: bool) -> None:
+    def __init__(self, ds: h5py.Dataset, unicode: bool, state: _FileState | None = None) -> None:
         self.ds = ds
         self.unicode = unicode
+        self.state = file_state(ds.file) if state is None else state
         self.value = None
         shape = ds.shape
         self.nrows = shape[0] if shape else 0
@@ -241,8 +272,8 @@ class Column:
 
     def get(self) -> np.ndarray:
         if self.value is None:
-            if not self.ds.id.valid:
-                raise _closed_error(self.ds)
+            if self.state.closed:
+                raise _closed_error()
             v = self.ds[()]
             self.value = decode(v) if self.unicode else v
         return self.value
@@ -271,8 +302,8 @@ class Column:
             return self.value[lo:hi].copy()
         if hi <= lo:
             return np.empty((0,) + self._tail, dtype=decode(np.empty(0, self._dtype)).dtype)
-        if not self.ds.id.valid:
-            raise _closed_error(self.ds)
+        if self.state.closed:
+            raise _closed_error()
         if self._raw is None:
             self._check_raw()
         if self._raw:
@@ -286,11 +317,12 @@ class Column:
 def columns_of(group: h5py.Group, skip: tuple[str, ...] = ()) -> dict[str, Column]:
     """A lazy reader per dataset of ``group`` (sub-groups and ``skip`` left out), checked for equal length."""
     unicode = set(str_list(group.attrs.get("_unicode_keys")))
+    state = file_state(group.file)
     cols = {}
     for key, item in group.items():
         if key in skip or not isinstance(item, h5py.Dataset):
             continue
-        cols[key] = Column(item, key in unicode)
+        cols[key] = Column(item, key in unicode, state)
     lengths = {k: c.nrows for k, c in cols.items()}
     if len(set(lengths.values())) > 1:
         raise ValueError(

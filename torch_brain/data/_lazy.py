@@ -108,6 +108,7 @@ class _LazyMixin:
         return type(self).__mro__[2]
 
     def materialize(self) -> Any:
+        """Read every column still on disk and become the in-memory class, in place; returns ``self``."""
         for key in self.keys():
             getattr(self, key)
         eager = self._eager_type()
