@@ -461,3 +461,18 @@ def test_a_file_that_fails_to_open_is_closed_again(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="object='Tensor'"):
         Data.load(p)
     assert len(opened) == 1 and not opened[0].id.valid
+
+
+@pytest.mark.parametrize("key", ["spikes", "trials", "units", "lfp"])
+def test_select_by_mask_on_lazy_objects_and_windows(path, key):
+    ref = getattr(_data(), key)
+    with Data.load(path) as data:
+        for obj, base in ((getattr(data, key), ref), (getattr(data.slice(0.0, 1.0, reset_origin=False), key), None)):
+            base = base if base is not None else getattr(_data().slice(0.0, 1.0, reset_origin=False), key)
+            mask = np.arange(len(obj)) % 2 == 0
+            out = obj.select_by_mask(mask)
+            assert not type(out).__name__.startswith("Lazy")
+            for col in base.keys():
+                np.testing.assert_array_equal(getattr(out, col), getattr(base, col)[mask])
+            with pytest.raises(ValueError, match="'mask' has"):
+                obj.select_by_mask(np.ones(len(obj) + 1, bool))
