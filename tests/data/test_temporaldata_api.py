@@ -7,6 +7,7 @@ running it on the same inputs, written here by hand as tables.
 
 import copy
 import pickle
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -476,3 +477,49 @@ def test_select_by_mask_on_lazy_objects_and_windows(path, key):
                 np.testing.assert_array_equal(getattr(out, col), getattr(base, col)[mask])
             with pytest.raises(ValueError, match="'mask' has"):
                 obj.select_by_mask(np.ones(len(obj) + 1, bool))
+
+
+# ------------------------------------------------------------------ temporaldata's own docstring examples
+_PEER = Path(__file__).resolve().parents[2] / ".bench-venv" / "peer" / "bin" / "python"
+_DUMP_EXAMPLES = (
+    "import doctest, json, temporaldata as td\n"
+    "out = []\n"
+    "for name in td.__all__:\n"
+    "    for t in doctest.DocTestFinder().find(getattr(td, name), name, module=False, globs={}):\n"
+    "        out.append([t.name, [[e.source, e.want] for e in t.examples]])\n"
+    "print(json.dumps(out))\n"
+)
+
+
+@pytest.mark.skipif(not _PEER.exists(), reason="temporaldata's virtualenv (.bench-venv/peer) is not built")
+def test_temporaldata_docstring_examples_run_and_print_the_same():
+    """Every example in temporaldata 0.1.6's docstrings, run against torch_brain.data: no error, and the
+    same printed value (container reprs aside: ours are one line)."""
+    import contextlib
+    import io
+    import json
+    import os
+    import re
+    import subprocess
+
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    res = subprocess.run([str(_PEER), "-c", _DUMP_EXAMPLES], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr
+    docs = json.loads(res.stdout.strip().splitlines()[-1])
+    assert sum(len(ex) for _, ex in docs) > 100
+    for name, examples in docs:
+        g = {"np": np, **{n: getattr(tbd, n) for n in tbd.__all__}}
+        for src, want in examples:
+            src = src.replace("from temporaldata import", "from torch_brain.data import")
+            buf = io.StringIO()
+            with contextlib.redirect_stdout(buf):
+                try:
+                    value = eval(compile(src, "<example>", "eval"), g)
+                    got = "" if value is None else repr(value)
+                except SyntaxError:
+                    exec(compile(src, "<example>", "exec"), g)
+                    got = ""
+            got = " ".join((got or buf.getvalue()).split())
+            want = " ".join(want.split())
+            if want and not re.match(r"^\w*(ArrayDict|Interval|TimeSeries|Data)\(", want):
+                assert got == want, f"{name}: {src.strip()}"
