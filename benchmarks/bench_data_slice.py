@@ -11,7 +11,7 @@ each file lazily and slices the same random windows, in the same run:
 Memory: in our process, tracemalloc peak and maximum RSS while drawing 1k windows and then 10k more.
 Prints one JSON object.
 
-Usage: ``.venv/bin/python benchmarks/bench_data_slice.py [--windows 2000] [--seed 0]``
+Usage: ``.venv/bin/python benchmarks/bench_data_slice.py [--windows 2000] [--seed 0] [--ours-only]``
 """
 
 from __future__ import annotations
@@ -167,6 +167,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--rounds", type=int, default=3, help="alternating peer/ours rounds (best kept)")
+    parser.add_argument("--ours-only", action="store_true",
+                        help="time only our side (best of 20 blocks), e.g. to compare two trees of ours on a busy machine")
     args = parser.parse_args()
     try:
         import torch
@@ -183,6 +185,15 @@ def main() -> None:
         ours_file, td_file = tmp / "ours.h5", tmp / "temporaldata.h5"
         with h5py.File(ours_file, "w") as f:
             build_ours(arrays).to_hdf5(f)
+        if args.ours_only:
+            with h5py.File(ours_file, "r") as f:
+                data = Data.from_hdf5(f, lazy=True)
+                data.slice(starts[0], starts[0] + WINDOW)
+                only = {"ours_slice_ms": time_windows(data, starts, read=False, blocks=20),
+                        "ours_slice_read_ms": time_windows(data, starts, read=True, blocks=20)}
+            print(json.dumps({"benchmark": "data_slice", "ours_only": True, "windows": args.windows,
+                              "timing": "ms per window, best of 20 blocks", **{k: round(v, 5) for k, v in only.items()}}))
+            return
         np.savez(tmp / "arrays.npz", **arrays)
         np.save(tmp / "starts.npy", starts)
         # alternate peer and ours (3 rounds each) and keep each side's best figure: the machine may be shared

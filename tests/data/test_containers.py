@@ -48,9 +48,12 @@ def test_arraydict_mismatched_lengths():
 @pytest.mark.parametrize(
     "value, err, msg",
     [
-        (3.0, TypeError, "column 'x' must be a numpy array"),
-        (np.float64(2.0), TypeError, "must be a numpy array"),
+        # scalars are converted and then refused as 0-d, as temporaldata does (ValueError)
+        (3.0, ValueError, "column 'x' must have at least one dimension"),
+        (np.float64(2.0), ValueError, "at least one dimension"),
+        ("ab", ValueError, "at least one dimension"),
         (np.array(2.0), ValueError, "at least one dimension"),
+        ({"a": 1}, TypeError, "column 'x' must be a numpy array \\(or a list/tuple\\), but got dict"),
     ],
 )
 def test_arraydict_bad_columns(value, err, msg):
@@ -62,7 +65,7 @@ def test_arraydict_bad_mask_and_missing_column():
     a = ArrayDict(x=np.arange(3))
     with pytest.raises(ValueError, match=r"boolean mask must have shape \(3,\)"):
         a[np.array([True, False])]
-    with pytest.raises(TypeError, match="mask must be a boolean array"):
+    with pytest.raises(TypeError, match="'mask' must be a boolean array"):
         a.select_by_mask(np.array([0, 1]))
     with pytest.raises(AttributeError, match="no column 'nope'; available columns: \\['x'\\]"):
         a.nope

@@ -8,28 +8,57 @@ This is the base of every tabular container in :mod:`torch_brain.data` (``Interv
 
 from __future__ import annotations
 
+import copy
+import warnings
 from typing import Any
 
 import numpy as np
+
+from . import _hdf5
 
 __all__ = ["ArrayDict"]
 
 
 def _as_column(owner: str, key: str, value: Any) -> np.ndarray:
-    """Validate one column value and return it as a numpy array with at least one dimension."""
+    """Validate one column value and return it as a numpy array with at least one dimension.
+
+    Lists, tuples and scalars are converted with ``np.asarray`` (as temporaldata does); a scalar
+    then fails the one-dimension check with a message that says how to fix it.
+    """
     if isinstance(value, np.ndarray):
         arr = value
-    elif isinstance(value, (list, tuple)):
+    elif isinstance(value, (list, tuple, int, float, complex, bool, str, bytes, np.generic)):
         arr = np.asarray(value)
     else:
         raise TypeError(
-            f"{owner}: column {key!r} must be a numpy array (or a list), but got "
-            f"{type(value).__name__}. Wrap it with np.asarray(...); store scalars on a Data object instead."
+            f"{owner}: column {key!r} must be a numpy array (or a list/tuple), but got "
+            f"{type(value).__name__}. Wrap it with np.asarray(...); store other objects on a Data object instead."
         )
     if arr.ndim == 0:
         raise ValueError(
             f"{owner}: column {key!r} must have at least one dimension (one row per element), but got a "
-            f"0-d array. Use np.atleast_1d(...) or store the scalar on a Data object instead."
+            f"0-d value ({value!r}). Use np.atleast_1d(...) or store the scalar on a Data object instead."
+        )
+    return arr
+
+
+def _check_mask(owner: str, mask: Any, n: int) -> np.ndarray:
+    """A boolean mask of shape ``(n,)``, or a TypeError/ValueError that says what is wrong."""
+    arr = np.asarray(mask)
+    if arr.dtype != bool:
+        raise TypeError(
+            f"{owner}.select_by_mask: 'mask' must be a boolean array, but got dtype {arr.dtype}. "
+            f"Compare a column (e.g. obj.x > 0) or use obj[indices] to select by integer indices."
+        )
+    if arr.ndim != 1:
+        raise ValueError(
+            f"{owner}.select_by_mask: 'mask' must be one-dimensional, but got shape {arr.shape}. "
+            f"Build it from a one-dimensional column or reduce it (e.g. mask.any(axis=1))."
+        )
+    if arr.shape[0] != n:
+        raise ValueError(
+            f"{owner}.select_by_mask: 'mask' has {arr.shape[0]} elements but the object has {n} rows; "
+            f"they must match."
         )
     return arr
 
@@ -50,6 +79,8 @@ class ArrayDict:
 
     # private attributes copied to a new object by row selection (extended by subclasses)
     _META: tuple[str, ...] = ()
+    # columns from_dataframe requires (extended by subclasses)
+    _REQUIRED_COLUMNS: tuple[str, ...] = ()
 
     def __init__(self, **columns: np.ndarray) -> None:
         for key, value in columns.items():
@@ -114,6 +145,8 @@ class ArrayDict:
         d = out.__dict__
         for name in cls._META:
             d[name] = getattr(self, name, None)
+        if "_timekeys" in d:  # a list: never shared, so register_timekey on a result leaves self as is
+            d["_timekeys"] = list(d["_timekeys"])
         d.update(meta)
         d.update(columns)
         return out
@@ -149,14 +182,20 @@ class ArrayDict:
         return self._new_like({k: getattr(self, k)[index] for k in self.keys()})
 
     def select_by_mask(self, mask: np.ndarray) -> ArrayDict:
-        """Return the rows where ``mask`` (bool, shape ``(N,)``) is True, as a new object of the same type."""
-        mask = np.asarray(mask)
-        if mask.dtype != bool:
-            raise TypeError(
-                f"{type(self).__name__}.select_by_mask: mask must be a boolean array, but got dtype {mask.dtype}. "
-                f"Use obj[indices] to select by integer indices."
-            )
-        return self[mask]
+        """The rows where ``mask`` (bool, shape ``(N,)``) is True, as a new in-memory object of the same type.
+
+        Columns are copied; private attributes (time keys, domain) are deep-copied, so changing the
+        result never changes ``self``. The domain of a time series is kept as it is.
+
+        Example:
+            >>> ArrayDict(x=np.array([1, 2, 3])).select_by_mask(np.array([True, False, True])).x
+            array([1, 3])
+        """
+        mask = _check_mask(type(self).__name__, mask, len(self))
+        out = self._new_like({k: getattr(self, k)[mask] for k in self.keys()})
+        for name in type(out)._META:
+            out.__dict__[name] = copy.deepcopy(out.__dict__[name])
+        return out
 
     # ----------------------------------------------------------------- helpers
     def _shallow_copy(self) -> ArrayDict:
@@ -173,21 +212,73 @@ class ArrayDict:
         """Columns as a plain ``{name: array}`` dict (arrays are not copied)."""
         return {k: getattr(self, k) for k in self.keys()}
 
-    def to_hdf5(self, group: Any) -> None:
+    def to_hdf5(self, file: Any) -> None:
         """Write this object into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
-        from ._hdf5 import write_object
-
-        write_object(self, group)
+        group = file
+        _hdf5.write_columns(group, "ArrayDict", self.to_dict())
 
     @classmethod
-    def from_hdf5(cls, group: Any, lazy: bool = False) -> ArrayDict:
-        """Read an object of this type from an ``h5py.Group``; ``lazy=True`` reads columns on first access."""
-        from ._hdf5 import read_group
+    def from_hdf5(cls, file: Any) -> ArrayDict:
+        """Read an ``ArrayDict`` group into memory (:class:`LazyArrayDict` reads on first access)."""
+        group = file
+        _hdf5.check_group(group, "ArrayDict", f"{cls.__name__}.from_hdf5")
+        return cls._from_columns({k: c.get() for k, c in _hdf5.columns_of(group).items()})
 
-        obj = read_group(group, lazy=lazy)
-        if not isinstance(obj, cls):
-            raise TypeError(
-                f"{cls.__name__}.from_hdf5: group {group.name!r} holds a {type(obj).__name__}, not a {cls.__name__}. "
-                f"Use Data.from_hdf5 to read any group."
+    @classmethod
+    def from_dataframe(cls, df: Any, unsigned_to_long: bool = True, **kwargs: Any) -> ArrayDict:
+        """Build from a pandas DataFrame, one column per DataFrame column.
+
+        Columns that cannot become a numpy array with one row per element (ragged lists, mixed
+        objects) are skipped with a warning that names them; string columns become ``str`` arrays.
+
+        Args:
+            df: the DataFrame (its index is ignored).
+            unsigned_to_long: convert unsigned integer columns to ``int64``.
+            **kwargs: passed to the constructor (e.g. ``domain=`` for time series).
+
+        Example:
+            >>> ArrayDict.from_dataframe(pd.DataFrame({"id": ["a", "b"], "n": np.array([1, 2], np.uint8)})).n
+            array([1, 2])
+        """
+        columns = _frame_columns(cls.__name__, df, unsigned_to_long)
+        missing = [k for k in cls._REQUIRED_COLUMNS if k not in columns]
+        if missing:
+            raise ValueError(
+                f"{cls.__name__}.from_dataframe: the DataFrame has no column(s) {missing} (columns: "
+                f"{list(columns)}). Rename them, e.g. df.rename(columns={{'t': {missing[0]!r}}})."
             )
-        return obj
+        return cls(**columns, **kwargs)
+
+    @classmethod
+    def _from_columns(cls, columns: dict[str, np.ndarray], **meta: Any) -> ArrayDict:
+        """Trusted constructor (no validation): ``columns`` and private ``meta`` as they are."""
+        out = object.__new__(cls)
+        out.__dict__.update(meta)
+        out.__dict__.update(columns)
+        return out
+
+
+def _frame_columns(owner: str, df: Any, unsigned_to_long: bool) -> dict[str, np.ndarray]:
+    if not hasattr(df, "columns") or not hasattr(df, "to_numpy"):
+        raise TypeError(f"{owner}.from_dataframe: 'df' must be a pandas DataFrame, but got {type(df).__name__}.")
+    columns, skipped = {}, []
+    for name in df.columns:
+        arr = df[name].to_numpy()
+        if arr.dtype.kind == "O":
+            try:
+                arr = np.array(arr.tolist())
+            except ValueError:  # ragged
+                arr = None
+            if arr is None or arr.dtype.kind == "O" or arr.ndim == 0 or len(arr) != len(df):
+                skipped.append(str(name))
+                continue
+        elif unsigned_to_long and arr.dtype.kind == "u":
+            arr = arr.astype(np.int64)
+        columns[str(name)] = arr
+    if skipped:
+        warnings.warn(
+            f"{owner}.from_dataframe: skipped column(s) {skipped}: they do not convert to one numpy array with one "
+            f"row per element (ragged lists or mixed objects). Convert them first to keep them.",
+            stacklevel=3,
+        )
+    return columns

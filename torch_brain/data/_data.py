@@ -3,57 +3,22 @@ numpy arrays and scalar attributes, with a time ``domain``."""
 
 from __future__ import annotations
 
-from typing import Any
+import copy
+import warnings
+from pathlib import Path
+from typing import Any, Callable
 
+import h5py
 import numpy as np
 
+from . import _hdf5
 from ._array_dict import ArrayDict
-from ._interval import Interval
+from ._deferred import _Deferred, _DeferredSlice, _restore
+from ._interval import Interval, _set_operation
+from ._lazy import LazyArrayDict, LazyInterval, LazyIrregularTimeSeries, LazyRegularTimeSeries
 from ._timeseries import IrregularTimeSeries, RegularTimeSeries
 
 __all__ = ["Data"]
-
-
-class _Deferred:
-    """A value read from disk on first use and then cached (shared by every slice of a lazy Data)."""
-
-    __slots__ = ("_read", "_value", "_done")
-
-    def __init__(self, read: Any) -> None:
-        self._read = read
-        self._value = None
-        self._done = False
-
-    def get(self) -> Any:
-        if not self._done:
-            self._value = self._read()
-            self._done = True
-            self._read = None
-        return self._value
-
-
-class _DeferredSlice:
-    """``parent.slice(start, end, reset_origin)`` (or ``.clip`` for domains), computed on first use.
-
-    ``parent`` is a sliceable object or another ``_DeferredSlice`` (window of a window).
-    """
-
-    __slots__ = ("_parent", "_args", "_clip", "_value")
-
-    def __init__(self, parent: Any, start: float, end: float, reset_origin: bool, clip: bool = False) -> None:
-        self._parent = parent
-        self._args = (start, end, reset_origin)
-        self._clip = clip
-        self._value = None
-
-    def get(self) -> Any:
-        if self._parent is not None:
-            parent = self._parent
-            if type(parent) is _DeferredSlice:
-                parent = parent.get()
-            self._value = parent.clip(*self._args) if self._clip else parent.slice(*self._args)
-            self._parent = None
-        return self._value
 
 
 class Data:
@@ -181,6 +146,49 @@ class Data:
             walked.append(part)
         return obj
 
+    def set_nested_attribute(self, path: str, value: Any) -> Data:
+        """Set the attribute at a dotted path in place, e.g. ``"session.id"``; returns ``self``.
+
+        Every part but the last must exist (an AttributeError names the missing one); the last is
+        created or replaced.
+        """
+        parent_path, _, name = path.rpartition(".")
+        parent = self.get_nested_attribute(parent_path) if parent_path else self
+        setattr(parent, name, value)
+        return self
+
+    def set_train_domain(self, interval: Interval) -> None:
+        """Deprecated (as in temporaldata): sets ``self.train_domain``; assign the attribute instead."""
+        self._set_split_domain("train", interval)
+
+    def set_valid_domain(self, interval: Interval) -> None:
+        """Deprecated (as in temporaldata): sets ``self.valid_domain``; assign the attribute instead."""
+        self._set_split_domain("valid", interval)
+
+    def set_test_domain(self, interval: Interval) -> None:
+        """Deprecated (as in temporaldata): sets ``self.test_domain``; assign the attribute instead."""
+        self._set_split_domain("test", interval)
+
+    def _set_split_domain(self, split: str, interval: Interval) -> None:
+        warnings.warn(
+            f"Data.set_{split}_domain() is deprecated; assign the attribute instead: data.{split}_domain = interval.",
+            DeprecationWarning,
+            stacklevel=3,
+        )
+        setattr(self, f"{split}_domain", interval)
+
+    @property
+    def start(self) -> float | None:
+        """Start of the domain (seconds), or None without a domain."""
+        dom = self.domain
+        return None if dom is None or len(dom) == 0 else float(dom.start[0])
+
+    @property
+    def end(self) -> float | None:
+        """End of the domain (seconds), or None without a domain."""
+        dom = self.domain
+        return None if dom is None or len(dom) == 0 else float(dom.end[-1])
+
     def has_nested_attribute(self, path: str) -> bool:
         """True if :meth:`get_nested_attribute` would succeed."""
         try:
@@ -205,8 +213,8 @@ class Data:
                 ends.append(dom.end)
         if not starts:
             return None
-        empty = Interval._from_arrays(np.empty(0), np.empty(0))
-        return Interval._from_arrays(np.concatenate(starts), np.concatenate(ends)) | empty
+        union = _set_operation(np.concatenate(starts), np.concatenate(ends), np.empty(0), np.empty(0), "or")
+        return Interval._from_arrays(*union)
 
     # ---------------------------------------------------------------- slicing
     def slice(self, start: float, end: float, reset_origin: bool = True) -> Data:
@@ -296,37 +304,181 @@ class Data:
                 parts.append(f"{key}={value!r}")
         return f"Data({', '.join(parts)})"
 
-    def to_hdf5(self, file: Any) -> None:
+    # -------------------------------------------------------------------- io
+    def to_hdf5(self, file: Any, serialize_fn_map: dict[type, Callable[[Any], Any]] | None = None) -> None:
         """Write into an open ``h5py.File``/``Group`` opened for writing (layout: docs/data.md).
+
+        Args:
+            file: the open group.
+            serialize_fn_map: ``{type: fn}``; an attribute (here or in nested Data) that is an instance
+                of ``type`` is written as ``fn(value)`` (e.g. ``{MyEnum: str}``).
 
         Example:
             >>> with h5py.File("session.h5", "w") as f:
             ...     data.to_hdf5(f)
         """
-        from ._hdf5 import write_object
+        group = file
+        where = group.name.rstrip("/")
+        group.attrs["object"] = "Data"
+        group.attrs["absolute_start"] = float(self.absolute_start)
+        unicode_keys = []
+        for key in self.keys():
+            value = getattr(self, key)
+            for kind, fn in (serialize_fn_map or {}).items():
+                if isinstance(value, kind):
+                    value = fn(value)
+                    break
+            if isinstance(value, Data):
+                value.to_hdf5(group.create_group(key), serialize_fn_map)
+            elif isinstance(value, ArrayDict):
+                value.to_hdf5(group.create_group(key))
+            elif isinstance(value, np.ndarray):
+                if _hdf5.write_array(group, key, value, what="array"):
+                    unicode_keys.append(key)
+            elif value is not None:
+                group.attrs[key] = _hdf5.scalar_attr(value, f"{where}/{key}")
+        if unicode_keys:
+            group.attrs["_unicode_keys"] = _hdf5.bytes_list(unicode_keys)
+        if self.domain is not None:
+            self.domain.to_hdf5(group.create_group("domain"))
 
-        write_object(self, file)
+    def save(self, path: str | Path) -> None:
+        """Write to a new HDF5 file at ``path`` (overwritten if it exists)."""
+        with h5py.File(path, "w") as f:
+            self.to_hdf5(f)
 
     @classmethod
     def from_hdf5(cls, file: Any, lazy: bool = True) -> Data:
-        """Read a Data object from an open ``h5py.File``/``Group`` (or a path when ``lazy=False``).
+        """Read a Data object from an open ``h5py.File``/``Group`` (or a path).
 
         Args:
-            file: an open h5py File/Group, or a path (str/Path; opened read-only; with ``lazy=True``
-                the file stays open for as long as the returned object is used).
+            file: an open h5py File/Group, or a path (str/Path; opened read-only).
             lazy: read attributes only when first accessed, and slice series reading only the rows a
-                window needs. The file must stay open while the object is used.
+                window needs. The file must stay open while the object is used: :attr:`file` is the
+                handle, :meth:`close` (or a ``with`` block) closes it. With ``lazy=False`` and a path,
+                everything is read and the file is closed before returning.
         """
-        from ._hdf5 import read_data
+        if isinstance(file, (str, Path)):
+            handle = _hdf5.open_file(file, "Data.from_hdf5")
+            try:
+                data = cls.from_hdf5(handle, lazy=lazy)
+            except BaseException:
+                handle.close()
+                raise
+            if not lazy:
+                handle.close()
+            return data
+        if not isinstance(file, h5py.Group):
+            raise TypeError(
+                f"Data.from_hdf5: expected an open h5py.File/Group or a path, but got {type(file).__name__}. "
+                f"Pass the path of a .h5 file or h5py.File(path, 'r')."
+            )
+        _hdf5.check_group(file, "Data", "Data.from_hdf5")
+        data = _read_data(file, lazy)
+        if lazy:
+            data.__dict__["_file"] = file.file
+        return data
 
-        return read_data(file, lazy=lazy)
+    @classmethod
+    def load(cls, path: str | Path, lazy: bool = True) -> Data:
+        """Open the HDF5 file at ``path``; with ``lazy=True`` close it with :meth:`close` or ``with``.
+
+        Example:
+            >>> with Data.load("session.h5") as data:
+            ...     window = data.slice(1.0, 2.0).materialize()
+        """
+        return cls.from_hdf5(path, lazy=lazy)
+
+    @property
+    def file(self) -> h5py.File | None:
+        """The open HDF5 file a lazily read object reads from, or None (in memory, or closed)."""
+        f = self.__dict__.get("_file")
+        return f if f is not None and f.id.valid else None
+
+    def close(self, strict: bool = False) -> None:
+        """Close the HDF5 file of a lazily read object; parts not yet read can no longer be read.
+
+        Args:
+            strict: raise a ValueError when no file is open (default: do nothing).
+        """
+        f = self.file
+        if f is None:
+            if strict:
+                raise ValueError(
+                    "Data.close(strict=True): no HDF5 file is open for this object (it was built in memory, read "
+                    "with lazy=False, or already closed)."
+                )
+            return
+        _hdf5.mark_closed(f)
+        f.close()
+        self.__dict__["_file"] = None
+
+    def __enter__(self) -> Data:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The attributes as ``{name: value}`` (not the file handle, ``domain`` or ``absolute_start``)."""
+        return {k: getattr(self, k) for k in self.keys()}
+
+    def __copy__(self) -> Data:
+        """A new Data sharing every attribute (and the open file, if any)."""
+        out = _restore(Data, {k: v for k, v in self.__dict__.items() if k != "_pending"})
+        pending = self.__dict__.get("_pending")
+        if pending:
+            out.__dict__["_pending"] = dict(pending)
+        return out
+
+    def __deepcopy__(self, memo: dict) -> Data:
+        """Copies of every attribute; lazy containers stay lazy on the same open file (shared)."""
+        out = object.__new__(Data)
+        memo[id(self)] = out
+        od = out.__dict__
+        for key in self.keys():
+            od[key] = copy.deepcopy(getattr(self, key), memo)
+        od["_domain"] = copy.deepcopy(self.domain, memo)
+        od["_absolute_start"] = self.absolute_start
+        if "_file" in self.__dict__:
+            od["_file"] = self.__dict__["_file"]
+        return out
 
 
 _SLICEABLE = (Interval, IrregularTimeSeries, RegularTimeSeries, Data)
 
 
-def _restore(cls: type, state: dict) -> Any:
-    """Rebuild an object from its ``__dict__`` (used by pickle and copy)."""
-    obj = object.__new__(cls)
-    obj.__dict__.update(state)
-    return obj
+
+_EAGER = {"ArrayDict": ArrayDict, "Interval": Interval, "IrregularTimeSeries": IrregularTimeSeries,
+          "RegularTimeSeries": RegularTimeSeries}
+_LAZY = {"ArrayDict": LazyArrayDict, "Interval": LazyInterval, "IrregularTimeSeries": LazyIrregularTimeSeries,
+         "RegularTimeSeries": LazyRegularTimeSeries}
+
+
+def _read_data(group: h5py.Group, lazy: bool) -> Data:
+    """Read a ``Data`` group; sub-groups dispatch on their ``object`` attribute."""
+    out = object.__new__(Data)
+    d = out.__dict__
+    d["_domain"] = None
+    d["_absolute_start"] = float(group.attrs.get("absolute_start", 0.0))
+    unicode = set(_hdf5.str_list(group.attrs.get("_unicode_keys")))
+    state = _hdf5.file_state(group.file)
+    pending = {}
+    for key, item in group.items():
+        if isinstance(item, h5py.Group):
+            if key == "domain":
+                d["_domain"] = Interval.from_hdf5(item)
+                continue
+            kind = _hdf5.object_type(item)
+            d[key] = _read_data(item, lazy) if kind == "Data" else (_LAZY if lazy else _EAGER)[kind].from_hdf5(item)
+        elif lazy:
+            pending[key] = _Deferred(_hdf5.Column(item, key in unicode, state).get)
+        else:
+            value = item[()]
+            d[key] = _hdf5.decode(value) if key in unicode else value
+    for key, value in group.attrs.items():
+        if key not in ("object", "absolute_start", "_unicode_keys"):
+            d[key] = _hdf5.attr_value(value)
+    if pending:
+        d["_pending"] = pending
+    return out

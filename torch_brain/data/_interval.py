@@ -3,11 +3,12 @@ set algebra on them (``&``, ``|``, ``difference``)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 
+from . import _hdf5
 from ._array_dict import ArrayDict
 
 __all__ = ["Interval"]
@@ -31,10 +32,10 @@ def _as_times(owner: str, key: str, value: Any) -> np.ndarray:
     return arr
 
 
-def _set_operation(
+def _sweep(
     a_start: np.ndarray, a_end: np.ndarray, b_start: np.ndarray, b_end: np.ndarray, op: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Union / intersection / difference of two sets of half-open intervals.
+    """Union / intersection / difference of two sets of half-open intervals of positive length.
 
     Each input may be unsorted or overlapping; the output is sorted, disjoint and coalesced
     (touching pieces are merged). Works by sweeping the sorted unique boundaries and keeping the
@@ -63,6 +64,52 @@ def _set_operation(
     return uniq[first].astype(np.float64), uniq[last].astype(np.float64)
 
 
+def _touches(points: np.ndarray, start: np.ndarray, end: np.ndarray) -> np.ndarray:
+    """For each point, whether it lies in some closed ``[start, end]`` (inputs in any order)."""
+    if points.size == 0 or start.size == 0:
+        return np.zeros(points.shape, dtype=bool)
+    order = np.argsort(start, kind="stable")
+    s, reach = start[order], np.maximum.accumulate(end[order])
+    i = np.searchsorted(s, points, side="right") - 1
+    return (i >= 0) & (reach[np.maximum(i, 0)] >= points)
+
+
+def _set_operation(
+    a_start: np.ndarray, a_end: np.ndarray, b_start: np.ndarray, b_end: np.ndarray, op: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Union (``"or"``) / intersection (``"and"``) / difference of two sets of intervals.
+
+    Intervals of positive length are the half-open sets ``[start, end)``; a point interval
+    ``[t, t]`` is the instant ``t`` and counts as inside an interval ``[s, e]`` when
+    ``s <= t <= e`` (as in temporaldata). The result is sorted and disjoint: positive-length
+    pieces are coalesced (except where a point of ``b`` cuts a piece of ``a - b`` in two), and a
+    point is kept only where no piece of the result touches it.
+    """
+    pa, pb = a_end > a_start, b_end > b_start
+    if pa.all() and pb.all():  # no points: the common case
+        return _sweep(a_start, a_end, b_start, b_end, op)
+    s, e = _sweep(a_start[pa], a_end[pa], b_start[pb], b_end[pb], op)
+    qa, qb = a_start[~pa], b_start[~pb]
+    if op == "and":
+        q = np.concatenate([qa[_touches(qa, b_start, b_end)], qb[_touches(qb, a_start, a_end)]])
+    elif op == "or":
+        q = np.concatenate([qa, qb])
+    else:
+        q = qa[~_touches(qa, b_start, b_end)]
+        if s.size and qb.size:  # a point of b strictly inside a piece cuts it in two
+            cut = np.unique(qb)
+            i = np.maximum(np.searchsorted(s, cut, side="right") - 1, 0)
+            cut = cut[(s[i] < cut) & (cut < e[i])]
+            s, e = np.sort(np.concatenate([s, cut])), np.sort(np.concatenate([e, cut]))
+    q = np.unique(q)
+    q = q[~_touches(q, s, e)]
+    if q.size == 0:
+        return s, e
+    starts, ends = np.concatenate([s, q]), np.concatenate([e, q])
+    order = np.lexsort((ends, starts))
+    return starts[order], ends[order]
+
+
 class Interval(ArrayDict):
     """Half-open intervals ``[start, end)`` in seconds, with optional extra columns.
 
@@ -80,6 +127,7 @@ class Interval(ArrayDict):
     """
 
     _META = ("_timekeys",)
+    _REQUIRED_COLUMNS = ("start", "end")
 
     def __init__(
         self,
@@ -116,9 +164,9 @@ class Interval(ArrayDict):
         return out
 
     @classmethod
-    def from_list(cls, pairs: Sequence[tuple[float, float]]) -> Interval:
+    def from_list(cls, interval_list: Sequence[tuple[float, float]]) -> Interval:
         """Build from ``[(start, end), ...]``."""
-        arr = np.asarray(pairs, dtype=np.float64)
+        arr = np.asarray(interval_list, dtype=np.float64)
         if arr.size == 0:
             return cls(np.empty(0), np.empty(0))
         if arr.ndim != 2 or arr.shape[1] != 2:
@@ -158,6 +206,19 @@ class Interval(ArrayDict):
         """Names of the time columns (shifted by :meth:`slice`)."""
         return list(self._timekeys)
 
+    def register_timekey(self, timekey: str) -> None:
+        """Mark the existing column ``timekey`` as a time (shifted by :meth:`slice`)."""
+        _register_timekey(self, timekey)
+
+    def __iter__(self) -> Iterator[tuple[float, float]]:
+        """``(start, end)`` of each interval, in row order (other columns are not included).
+
+        Example:
+            >>> [(float(s), float(e)) for s, e in Interval(start=[0.0, 1.0], end=[1.0, 2.0])]
+            [(0.0, 1.0), (1.0, 2.0)]
+        """
+        return zip(self.start, self.end)
+
     def is_sorted(self) -> bool:
         """True if starts are non-decreasing."""
         s = self.start
@@ -189,16 +250,25 @@ class Interval(ArrayDict):
         return self
 
     def coalesce(self, eps: float = 1e-6) -> Interval:
-        """Merge overlapping intervals and intervals separated by a gap ``<= eps``.
+        """Merge overlapping intervals and intervals separated by a gap smaller than ``eps``.
 
-        Returns a new sorted, disjoint Interval with only ``start`` and ``end``.
+        With the default ``eps`` touching intervals (``[0, 1)``, ``[1, 2)``) merge; with ``eps=0``
+        only overlapping ones do. Returns a new sorted, disjoint Interval with only ``start`` and
+        ``end`` (other columns cannot be merged).
+
+        Example:
+            >>> iv = Interval(start=[0.0, 1.0, 2.0, 5.0, 5.5, 10.0], end=[1.0, 2.0, 3.0, 5.5, 7.0, 12.0])
+            >>> iv.coalesce().start, iv.coalesce().end
+            (array([ 0.,  5., 10.]), array([ 3.,  7., 12.]))
         """
+        if not eps >= 0:
+            raise ValueError(f"Interval.coalesce: 'eps' must be >= 0 (seconds), but got {eps}.")
         if len(self) == 0:
             return Interval(np.empty(0), np.empty(0))
         order = np.lexsort((self.end, self.start))
         s, e = self.start[order], self.end[order]
         reach = np.maximum.accumulate(e)
-        new_group = np.concatenate([[True], s[1:] - reach[:-1] > eps])
+        new_group = np.concatenate([[True], s[1:] - reach[:-1] >= eps])
         group = np.cumsum(new_group) - 1
         starts = s[new_group]
         ends = np.zeros(starts.size)
@@ -233,14 +303,58 @@ class Interval(ArrayDict):
         cols["start"], cols["end"] = new_s, new_e
         return self._new_like(cols)
 
+    def subdivide(self, step: float, drop_short: bool = False) -> Interval:
+        """Cut each interval into consecutive pieces of length ``step`` (the last one may be shorter).
+
+        Every other column is repeated for each piece of its interval (time keys other than
+        ``start``/``end`` keep their value). A piece shorter than ``step`` (an interval's remainder,
+        or a whole interval shorter than ``step``) is kept unless ``drop_short``; zero-length
+        intervals give no piece. Lengths within 1e-9 of a multiple of ``step`` count as that multiple.
+
+        Example:
+            >>> Interval(start=[0.0], end=[10.0], trial=[7]).subdivide(3.0).end
+            array([ 3.,  6.,  9., 10.])
+        """
+        if not (isinstance(step, (int, float, np.integer, np.floating)) and step > 0 and np.isfinite(step)):
+            raise ValueError(f"Interval.subdivide: 'step' must be a positive finite number (seconds), but got {step!r}.")
+        s, e = self.start, self.end
+        ratio = (e - s) / step
+        whole = np.floor(ratio + 1e-9).astype(np.int64)
+        exact = np.abs(ratio - np.round(ratio)) <= 1e-9
+        short = ~exact & (ratio > whole)  # a shorter last piece remains
+        counts = whole + (short & (not drop_short))
+        counts[e <= s] = 0
+        row = np.repeat(np.arange(len(self)), counts)
+        k = np.arange(row.size) - np.repeat(np.cumsum(counts) - counts, counts)
+        starts = s[row] + k * step
+        ends = np.minimum(starts + step, e[row])
+        # the last piece of an interval covered to its end ends exactly there (no rounding drift)
+        snap = (k == counts[row] - 1) & (exact | (short & (not drop_short)))[row]
+        ends[snap] = e[row][snap]
+        cols = {key: getattr(self, key)[row] for key in self.keys()}
+        cols["start"], cols["end"] = starts, ends
+        return self._new_like(cols)
+
     # ------------------------------------------------------------------ algebra
     def _other(self, other: Any, op: str) -> Interval:
         if not isinstance(other, Interval):
             raise TypeError(f"Interval {op}: the other operand must be an Interval, but got {type(other).__name__}.")
+        for side, obj in (("left", self), ("right", other)):
+            if not obj.is_sorted() or not obj.is_disjoint():
+                what = "disjoint (no overlapping intervals)" if obj.is_sorted() else "sorted by start"
+                raise ValueError(
+                    f"Interval {op}: the {side} operand must be sorted and disjoint, but it is not {what} "
+                    f"(starts {obj.start.tolist()[:6]}, ends {obj.end.tolist()[:6]}). Merge it with .coalesce() "
+                    f"(or .sort() when it is only unsorted)."
+                )
         return other
 
     def __and__(self, other: Interval) -> Interval:
-        """Intersection (as sets of time points); result is sorted, disjoint, without extra columns."""
+        """Intersection (as sets of time points); result is sorted, disjoint, without extra columns.
+
+        Both operands must be sorted and disjoint. Point intervals ``[t, t]`` follow the rules of
+        :func:`_set_operation` (a point inside the closed other interval is kept).
+        """
         other = self._other(other, "&")
         return Interval._from_arrays(*_set_operation(self.start, self.end, other.start, other.end, "and"))
 
@@ -377,6 +491,23 @@ class Interval(ArrayDict):
         cols = ", ".join(f"{k}={self._shape_of(k)}" for k in self.keys())
         return f"Interval({cols})"
 
+    # ---------------------------------------------------------------------- io
+    def to_hdf5(self, file: Any) -> None:
+        """Write into an open, empty ``h5py.Group`` (layout in docs/data.md)."""
+        group = file
+        _hdf5.write_columns(group, "Interval", self.to_dict())
+        group.attrs["timekeys"] = _hdf5.bytes_list(self.timekeys())
+
+    @classmethod
+    def from_hdf5(cls, file: Any) -> Interval:
+        """Read an ``Interval`` group into memory (:class:`LazyInterval` reads on first access)."""
+        group = file
+        _hdf5.check_group(group, "Interval", f"{cls.__name__}.from_hdf5")
+        cols = _hdf5.columns_of(group)
+        _hdf5.require_columns(group, cols, "Interval", ("start", "end"))
+        timekeys = _hdf5.str_list(group.attrs.get("timekeys")) or ["start", "end"]
+        return cls._from_columns({k: c.get() for k, c in cols.items()}, _timekeys=timekeys)
+
 
 def _check_timekeys(owner: str, timekeys: list[str], required: list[str], columns: dict[str, Any]) -> None:
     for key in required:
@@ -388,3 +519,13 @@ def _check_timekeys(owner: str, timekeys: list[str], required: list[str], column
                 f"{owner}: time key {key!r} is not a column; columns are {required + list(columns)}. "
                 f"Remove it from 'timekeys' or add the column."
             )
+
+
+def _register_timekey(obj: Any, timekey: str) -> None:
+    if timekey not in obj.keys():
+        raise ValueError(
+            f"{type(obj).__name__}.register_timekey: {timekey!r} is not a column; columns are {obj.keys()}. "
+            f"Add the column first."
+        )
+    if timekey not in obj._timekeys:
+        obj.__dict__["_timekeys"] = list(obj._timekeys) + [timekey]
