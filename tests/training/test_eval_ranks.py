@@ -164,3 +164,22 @@ def test_two_process_validation_with_an_empty_rank_matches_one_process(tiny_root
     for rank in ranks:  # every rank logs the reduced values of the whole validation set
         for key in ("average_val_metric", "val_loss"):
             assert rank[key] == pytest.approx(single[key], abs=1e-6), key
+
+
+def test_a_sampler_rewrapped_by_lightning_is_refused_before_evaluating(tiny_root):
+    """A non-distributed evaluation sampler under DDP would be dealt out round-robin by Lightning."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from torch_brain.data.sampler import SequentialFixedWindowSampler
+    from torch_brain.training.module import _refuse_rewrapped_eval_sampler
+
+    dm = _datamodule(tiny_root, rank=0)
+    ours = dm.val_dataloader()
+    wrapped = torch.utils.data.DataLoader([], sampler=DistributedSamplerWrapper(
+        SequentialFixedWindowSampler(dm.dataset("valid").get_sampling_intervals(), 1.0), num_replicas=2, rank=0))
+    two = SimpleNamespace(world_size=2)
+    _refuse_rewrapped_eval_sampler(two, ours, "validation")  # ours is left alone: fine
+    _refuse_rewrapped_eval_sampler(SimpleNamespace(world_size=1), wrapped, "test")  # one process: fine
+    with pytest.raises(ValueError, match=r"validation loader's sampler \(SequentialFixedWindowSampler\) was "
+                                         r"wrapped.*DistributedStitchingFixedWindowSampler"):
+        _refuse_rewrapped_eval_sampler(two, [ours, wrapped], "validation")

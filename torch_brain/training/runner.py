@@ -196,7 +196,6 @@ def build_trainer(
         "log_every_n_steps": int(t["log_every_n_steps"]),
         "enable_progress_bar": bool(t["enable_progress_bar"]),
         "num_sanity_val_steps": 0,
-        "use_distributed_sampler": False,  # the datamodule's samplers handle ranks themselves
         "default_root_dir": str(run_dir),
         "plugins": [AtomicCheckpointIO()],
         "logger": _loggers(config, run_dir) if fit else False,
