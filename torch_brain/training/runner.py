@@ -237,8 +237,20 @@ def _final_summary(run_dir: Path, trainer: L.Trainer) -> dict[str, Any]:
         "best_score": best_score,
         "last_checkpoint": str(last_checkpoint(run_dir)) if last_checkpoint(run_dir) else None,
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    if trainer.is_global_zero:
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def _launched_as_rank_zero() -> bool:
+    """False in a process that a DDP launcher started as another rank than 0.
+
+    Lightning's launcher starts ranks 1.. by running the same command again with ``LOCAL_RANK``
+    (and ``NODE_RANK``) set; torchrun sets ``RANK``.
+    """
+    import os
+
+    return all(os.environ.get(key, "0") == "0" for key in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _plot_history(config: Mapping[str, Any], run_dir: Path) -> None:
@@ -287,8 +299,9 @@ def fit(
         config = Path(run_dir) / "config.yaml"
     cfg = resolve_config(config, overrides)
     out = _run_dir_of(cfg, run_dir)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    dump_config(cfg, out / "config.yaml")
+    if _launched_as_rank_zero():  # other DDP ranks re-run this command: rank 0 made the folder
+        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        dump_config(cfg, out / "config.yaml")
     _seed(cfg)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm.tasks)
@@ -298,7 +311,8 @@ def fit(
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     summary = _final_summary(out, trainer)
-    _plot_history(cfg, out)
+    if trainer.is_global_zero:
+        _plot_history(cfg, out)
     return summary
 
 
