@@ -427,6 +427,10 @@ class DistributedEvaluationSamplerWrapper(_RankSplitSampler):
 
     Rank ``r`` of ``n`` gets windows ``r, r + n, r + 2n, ...`` of the wrapped sampler's order, so
     every window is evaluated exactly once over all ranks (ranks may differ by one window).
+    Overlapping windows of one sequence therefore land on different ranks: for stitched
+    evaluation of overlapping windows use :class:`DistributedStitchingFixedWindowSampler`. Not
+    for training either: DDP needs the same number of steps on every rank, which Lightning's own
+    wrapping of a training sampler ensures by repeating a few windows.
 
     It is a ``torch.utils.data.DistributedSampler``, so Lightning's default
     ``use_distributed_sampler=True`` leaves it in place; when the wrapped sampler has fewer windows
