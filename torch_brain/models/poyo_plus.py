@@ -69,8 +69,8 @@ class POYOPlus(POYOBase):
         specs = self.readout.readout_specs
         ids = sorted(spec.id for spec in specs.values())
         # task_emb row r belongs to the task with the r-th smallest id. A plain tensor, not a
-        # buffer: DDP broadcasts buffers before every forward, validation steps inside `fit`
-        # included, so a rank with fewer (or no) evaluation batches would leave the others waiting.
+        # buffer: DDP broadcasts buffers in the first forward after a training step, so in the
+        # validation inside `fit` a rank with no evaluation window would leave the others waiting.
         self._task_ids = torch.tensor(ids, dtype=torch.long)
         self._task_rows = {name: ids.index(spec.id) for name, spec in specs.items()}
         self.task_emb = nn.Embedding(len(ids), dim)
