@@ -250,16 +250,60 @@ def test_stitching_every_window_once_sequences_never_split(n_ranks, step):
     assert _covered(union, ivs)
 
 
+class _Echo(torch.utils.data.Dataset):
+    def __getitem__(self, index):
+        return index
+
+
 def test_stitching_empty_ranks_work():
     ivs = {"a/b": _Iv([(0.0, 3.0)]), "a/c": _Iv([(0.0, 1.0)])}
     samplers = [DistributedStitchingFixedWindowSampler(ivs, 1.0, step=0.5, batch_size=2, num_replicas=4, rank=r) for r in range(4)]
-    lens = [len(s) for s in samplers]
+    lens = [len(list(s)) for s in samplers]
     assert sorted(lens) == [0, 0, 1, 5]
+    assert [s.num_samples for s in samplers] == lens and all(s.total_size == 6 for s in samplers)
     empty = samplers[lens.index(0)]
     assert list(empty) == [] and empty.sequence_index.numel() == 0 and empty.num_batches == 0
-    # works in a DataLoader on the empty rank
-    loader = torch.utils.data.DataLoader(list(range(10)), sampler=empty, batch_size=2, collate_fn=lambda b: b)
-    assert list(loader) == []
+    # some rank is empty: no rank reports a length (Lightning would skip a rank of length 0)
+    for s in samplers:
+        with pytest.raises(TypeError, match=r"windows per rank: \[5, 1, 0, 0\].*num_samples"):
+            len(s)
+    # works in a DataLoader on the empty rank and on the others, which then have no length either
+    for s, n in zip(samplers, lens):
+        loader = torch.utils.data.DataLoader(_Echo(), sampler=s, batch_size=2, collate_fn=lambda b: b)
+        assert sum(map(len, loader)) == n
+        with pytest.raises(TypeError):
+            len(loader)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_evaluation_wrapper_with_fewer_windows_than_ranks_has_no_length(n):
+    base = [f"w{i}" for i in range(n - 1)]
+    parts = [DistributedEvaluationSamplerWrapper(base, num_replicas=n, rank=r) for r in range(n)]
+    assert [list(p) for p in parts] == [[w] for w in base] + [[]]
+    assert [p.num_samples for p in parts] == [1] * (n - 1) + [0]
+    for p in parts:
+        with pytest.raises(TypeError, match="some rank holds no window"):
+            len(p)
+    # nothing anywhere, or one process: a plain length (0 or all)
+    assert len(DistributedEvaluationSamplerWrapper([], num_replicas=n, rank=0)) == 0
+    assert len(DistributedEvaluationSamplerWrapper(base, num_replicas=1, rank=0)) == n - 1
+
+
+def test_distributed_samplers_are_torch_distributed_samplers():
+    """Lightning leaves a torch DistributedSampler in the loader (use_distributed_sampler=True)."""
+    ivs = {"a/b": _Iv([(0.0, 3.0)]), "a/c": _Iv([(0.0, 2.0)])}
+    stitching = DistributedStitchingFixedWindowSampler(ivs, 1.0, step=0.5, num_replicas=2, rank=1)
+    wrapper = DistributedEvaluationSamplerWrapper(SequentialFixedWindowSampler(ivs, 1.0), num_replicas=3, rank=2)
+    for s in (stitching, wrapper):
+        assert isinstance(s, torch.utils.data.DistributedSampler)
+        assert s.shuffle is False and s.drop_last is False
+    assert (stitching.num_replicas, stitching.rank, stitching.num_samples, stitching.total_size) == (2, 1, 3, 8)
+    assert (wrapper.num_replicas, wrapper.rank, wrapper.num_samples, wrapper.total_size) == (3, 2, 1, 5)
+    assert len(stitching) == 3 and len(wrapper) == 1
+    stitching.set_epoch(4)
+    wrapper.set_epoch(4)
+    assert stitching.epoch == wrapper.epoch == 4
+    assert not isinstance(RandomFixedWindowSampler(ivs, 1.0, generator=0), torch.utils.data.DistributedSampler)
 
 
 def test_stitching_same_assignment_regardless_of_rank_order():

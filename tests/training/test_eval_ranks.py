@@ -2,9 +2,10 @@
 
 With fewer sequences than ranks, DistributedStitchingFixedWindowSampler gives some rank no window.
 Lightning skips the evaluation loop (hooks included) of a rank whose loader has length 0, so that
-rank would never join the metric reduction. The datamodule then hands every rank a loader without
-a length; these tests check that Lightning still runs the hooks of the empty rank, and that a real
-two-process run finishes with the metrics of a one-process run.
+rank would never join the metric reduction. The sampler then reports no length on any rank, so
+neither does the datamodule's loader; these tests check that Lightning still runs the hooks of the
+empty rank, and that a real two-process run with Lightning's defaults (use_distributed_sampler=True)
+finishes with the metrics of a one-process run.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _ONE_SESSION = [{
 }]
 
 
-def _fake_trainer(world: int, rank: int, use_distributed_sampler: bool = False) -> SimpleNamespace:
+def _fake_trainer(world: int, rank: int, use_distributed_sampler: bool = True) -> SimpleNamespace:
     return SimpleNamespace(world_size=world, global_rank=rank, _accelerator_connector=SimpleNamespace(
         use_distributed_sampler=use_distributed_sampler))
 
@@ -93,11 +94,14 @@ def test_loaders_keep_their_length_when_every_rank_has_windows(tiny_root):
     assert len(loader) == -(-len(loader.sampler) // 4)
 
 
-def test_distributed_sampler_of_the_trainer_is_refused(tiny_root):
-    dm = _datamodule(tiny_root)
-    dm.trainer = _fake_trainer(2, 0, use_distributed_sampler=True)
-    with pytest.raises(ValueError, match=r"use_distributed_sampler=True.*use_distributed_sampler=False"):
-        dm.val_dataloader()
+def test_loaders_are_left_alone_under_lightnings_default_distributed_sampler(tiny_root):
+    """Lightning wraps a loader's sampler unless it is a torch DistributedSampler (issue 13)."""
+    dm = DecodingDataModule(tiny_root, str(DATASET_CONFIG), window_length=1.0, eval_batch_size=4)
+    dm.trainer = _fake_trainer(2, 1, use_distributed_sampler=True)
+    dm.tokenizer = lambda data: data
+    for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
+        assert isinstance(loader.sampler, torch.utils.data.DistributedSampler)
+        assert (loader.sampler.num_replicas, loader.sampler.rank) == (2, 1)
 
 
 # ------------------------------------------------------------------ real two-process run
@@ -112,12 +116,12 @@ def _validate(module: NeuralDecoder, root, devices: int) -> dict[str, float]:
 
     dm = _datamodule(root)
     trainer = L.Trainer(accelerator="cpu", devices=devices, strategy="ddp" if devices > 1 else "auto",
-                        use_distributed_sampler=False, logger=False, enable_progress_bar=False,
+                        logger=False, enable_progress_bar=False,
                         enable_model_summary=False, enable_checkpointing=False,
                         callbacks=[MultiTaskDecodingStitchEvaluator(dm.get_metrics("valid"), quiet=True)])
     trainer.validate(module, datamodule=dm, verbose=False)
     out = {k: float(v) for k, v in trainer.callback_metrics.items()}
-    out["windows_of_this_rank"] = len(trainer.val_dataloaders.sampler)
+    out["windows_of_this_rank"] = trainer.val_dataloaders.sampler.num_samples
     return out
 
 
@@ -160,3 +164,22 @@ def test_two_process_validation_with_an_empty_rank_matches_one_process(tiny_root
     for rank in ranks:  # every rank logs the reduced values of the whole validation set
         for key in ("average_val_metric", "val_loss"):
             assert rank[key] == pytest.approx(single[key], abs=1e-6), key
+
+
+def test_a_sampler_rewrapped_by_lightning_is_refused_before_evaluating(tiny_root):
+    """A non-distributed evaluation sampler under DDP would be dealt out round-robin by Lightning."""
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    from torch_brain.data.sampler import SequentialFixedWindowSampler
+    from torch_brain.training.module import _refuse_rewrapped_eval_sampler
+
+    dm = _datamodule(tiny_root, rank=0)
+    ours = dm.val_dataloader()
+    wrapped = torch.utils.data.DataLoader([], sampler=DistributedSamplerWrapper(
+        SequentialFixedWindowSampler(dm.dataset("valid").get_sampling_intervals(), 1.0), num_replicas=2, rank=0))
+    two = SimpleNamespace(world_size=2)
+    _refuse_rewrapped_eval_sampler(two, ours, "validation")  # ours is left alone: fine
+    _refuse_rewrapped_eval_sampler(SimpleNamespace(world_size=1), wrapped, "test")  # one process: fine
+    with pytest.raises(ValueError, match=r"validation loader's sampler \(SequentialFixedWindowSampler\) was "
+                                         r"wrapped.*DistributedStitchingFixedWindowSampler"):
+        _refuse_rewrapped_eval_sampler(two, [ours, wrapped], "validation")

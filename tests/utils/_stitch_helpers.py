@@ -199,7 +199,7 @@ def ddp_worker(rank: int, port: int, out_dir: str) -> None:
     torch.set_num_threads(1)
     evaluator = MultiTaskDecodingStitchEvaluator(make_metrics(), quiet=True)
     trainer = L.Trainer(accelerator="cpu", devices=2, strategy="ddp", callbacks=[evaluator], logger=False,
-                        enable_progress_bar=False, enable_model_summary=False, use_distributed_sampler=False)
+                        enable_progress_bar=False, enable_model_summary=False)
     out = {}
     model = ReplayModel()
     try:

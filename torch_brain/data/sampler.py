@@ -10,6 +10,14 @@ epoch ``e`` from a seed derived from (seed, e), so the same seed and epoch give 
 every process. ``set_epoch(e)`` selects the epoch (Lightning calls it); without it each new
 iteration advances to the next epoch. With ``generator=None`` the seed is drawn once from torch's
 global RNG at construction (so ``torch.manual_seed`` / ``seed_everything`` make it reproducible).
+
+Distributed: :class:`DistributedStitchingFixedWindowSampler` and
+:class:`DistributedEvaluationSamplerWrapper` split the windows between ranks themselves. They are
+subclasses of ``torch.utils.data.DistributedSampler``, which is how Lightning (its default
+``use_distributed_sampler=True``) and Fabric recognise a sampler that already handles ranks and
+leave it in the DataLoader. Any other sampler (e.g. :class:`RandomFixedWindowSampler` for
+training) is wrapped by Lightning in its own distributed sampler: every rank draws the same epoch
+(same seed and epoch) and takes its share of it.
 """
 
 from __future__ import annotations
@@ -358,11 +366,81 @@ def _resolve_ranks(num_replicas: int | None, rank: int | None, who: str) -> tupl
     return int(num_replicas), int(rank)
 
 
-class DistributedEvaluationSamplerWrapper(torch.utils.data.Sampler):
+class _RankSplitSampler(torch.utils.data.DistributedSampler):
+    """Base of the samplers that split windows between ranks themselves.
+
+    Being a ``torch.utils.data.DistributedSampler`` is what makes Lightning (with its default
+    ``use_distributed_sampler=True``) and Fabric leave the sampler in the DataLoader; any other
+    sampler gets wrapped in a second distributed sampler, which hands each rank only every
+    ``world_size``-th window of the share it already had. torch's ``__init__`` (which wants a
+    dataset and shuffles it) is not called; the attributes it defines are set with their meaning
+    here: ``num_replicas``, ``rank``, ``epoch``, ``shuffle=False``, ``seed=0``, ``drop_last=False``,
+    ``num_samples`` (windows of this rank) and ``total_size`` (windows of all ranks).
+
+    Length: when some rank holds no window while others do, ``len()`` raises TypeError on *every*
+    rank (the counts are known everywhere). A DataLoader of length 0 makes Lightning skip that
+    rank's whole evaluation loop, callbacks' epoch-end hooks included, so the stitching
+    evaluators of the other ranks would wait for it in their metric reduction (or Lightning
+    raises "zero length"); a loader without a length is iterated until exhausted on every rank,
+    and the empty rank runs its hooks with no batch. It must be unsized on all ranks, since
+    Lightning compares lengths across ranks (a collective) only where a loader has one.
+    """
+
+    num_replicas: int
+    rank: int
+    _who: str
+
+    def _init_ranks(self, num_replicas: int | None, rank: int | None) -> None:
+        self.num_replicas, self.rank = _resolve_ranks(num_replicas, rank, self._who)
+        self.epoch = 0
+        self.shuffle = False
+        self.seed = 0
+        self.drop_last = False
+
+    def _counts(self) -> list[int]:
+        """Number of windows of every rank (the same list on every rank)."""
+        raise NotImplementedError
+
+    @property
+    def num_samples(self) -> int:
+        """Number of windows this rank yields (also when ``len()`` is withheld)."""
+        return self._counts()[self.rank]
+
+    @property
+    def total_size(self) -> int:
+        """Number of windows over all ranks."""
+        return sum(self._counts())
+
+    def __len__(self) -> int:
+        counts = self._counts()
+        if self.num_replicas > 1 and min(counts) == 0 < sum(counts):
+            raise TypeError(
+                f"{self._who}: some rank holds no window (windows per rank: {counts}), so no rank "
+                "reports a length: a DataLoader of length 0 would make Lightning skip that rank's "
+                "evaluation loop while the other ranks wait for it in the metric reduction. "
+                f"Rank {self.rank} yields {counts[self.rank]} windows (see .num_samples)."
+            )
+        return counts[self.rank]
+
+    def set_epoch(self, epoch: int) -> None:
+        """Record the epoch (Lightning calls it); the windows do not depend on it."""
+        self.epoch = int(epoch)
+
+
+class DistributedEvaluationSamplerWrapper(_RankSplitSampler):
     """Split another sampler's windows across processes without padding or duplicates.
 
     Rank ``r`` of ``n`` gets windows ``r, r + n, r + 2n, ...`` of the wrapped sampler's order, so
     every window is evaluated exactly once over all ranks (ranks may differ by one window).
+    Overlapping windows of one sequence therefore land on different ranks: for stitched
+    evaluation of overlapping windows use :class:`DistributedStitchingFixedWindowSampler`. Not
+    for training either: DDP needs the same number of steps on every rank, which Lightning's own
+    wrapping of a training sampler ensures by repeating a few windows.
+
+    It is a ``torch.utils.data.DistributedSampler``, so Lightning's default
+    ``use_distributed_sampler=True`` leaves it in place; when the wrapped sampler has fewer windows
+    than there are ranks, ``len()`` raises TypeError on every rank, so that Lightning runs the
+    evaluation loop of the empty ranks too (``num_samples`` still gives this rank's count).
 
     Args:
         sampler: any sampler (usually a :class:`SequentialFixedWindowSampler`).
@@ -370,13 +448,15 @@ class DistributedEvaluationSamplerWrapper(torch.utils.data.Sampler):
         rank: this process's rank (default: from the process group, or 0).
     """
 
+    _who = "DistributedEvaluationSamplerWrapper"
+
     def __init__(self, sampler: Any, num_replicas: int | None = None, rank: int | None = None) -> None:
         self.sampler = sampler
-        self.num_replicas, self.rank = _resolve_ranks(num_replicas, rank, "DistributedEvaluationSamplerWrapper")
+        self._init_ranks(num_replicas, rank)
 
-    def __len__(self) -> int:
-        n = len(self.sampler)
-        return max(0, (n - self.rank + self.num_replicas - 1) // self.num_replicas)
+    def _counts(self) -> list[int]:
+        n, k = len(self.sampler), self.num_replicas
+        return [max(0, (n - r + k - 1) // k) for r in range(k)]
 
     def __iter__(self) -> Iterator[Any]:
         for i, index in enumerate(self.sampler):
@@ -385,11 +465,12 @@ class DistributedEvaluationSamplerWrapper(torch.utils.data.Sampler):
 
     def set_epoch(self, epoch: int) -> None:
         """Forward the epoch to the wrapped sampler (if it has ``set_epoch``)."""
+        self.epoch = int(epoch)
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
 
-class DistributedStitchingFixedWindowSampler(torch.utils.data.Sampler):
+class DistributedStitchingFixedWindowSampler(_RankSplitSampler):
     """Overlapping evaluation windows where each interval (sequence) stays on one process.
 
     Every sampling interval is a *sequence*. Its windows start at the interval start, advance by
@@ -399,14 +480,22 @@ class DistributedStitchingFixedWindowSampler(torch.utils.data.Sampler):
     process. A rank may receive no sequence of a recording, or no window at all (its iterator is
     then empty). On each rank the windows are yielded sequence by sequence, in time order.
 
+    It is a ``torch.utils.data.DistributedSampler``, so Lightning's default
+    ``use_distributed_sampler=True`` leaves it in place instead of splitting each rank's share a
+    second time. When some rank holds no window, ``len()`` raises TypeError on every rank, so
+    that Lightning runs every rank's evaluation loop, the empty one's included (a loader of length
+    0 would be skipped and leave the others waiting); ``num_samples`` and ``windows_per_rank``
+    still give the counts.
+
     Attributes:
         sequences: list of every sequence (over all ranks) as ``DatasetIndex(recording_id, start,
             end)``, sorted by recording id then start; a sequence's index is its position here.
         rank_sequences: sorted indices (into ``sequences``) of the sequences on this rank.
-        sequence_index: int64 tensor ``(len(self),)``: the sequence index of each window this rank
-            yields, in yield order.
+        sequence_index: int64 tensor ``(num_samples,)``: the sequence index of each window this
+            rank yields, in yield order.
+        num_samples: number of windows of this rank (``windows_per_rank[rank]``).
         windows_per_rank: number of windows of every rank (for checking balance).
-        num_batches: ``ceil(len(self) / batch_size)``.
+        num_batches: ``ceil(num_samples / batch_size)``.
 
     Args:
         sampling_intervals: ``{recording_id: Interval}``.
@@ -419,6 +508,8 @@ class DistributedStitchingFixedWindowSampler(torch.utils.data.Sampler):
         drop_short: skip intervals shorter than ``window_length`` instead of raising ValueError.
     """
 
+    _who = "DistributedStitchingFixedWindowSampler"
+
     def __init__(
         self,
         sampling_intervals: Mapping[str, Any],
@@ -429,7 +520,7 @@ class DistributedStitchingFixedWindowSampler(torch.utils.data.Sampler):
         rank: int | None = None,
         drop_short: bool = False,
     ) -> None:
-        who = "DistributedStitchingFixedWindowSampler"
+        who = self._who
         self.window_length = _check_positive(window_length, "window_length", who)
         self.step = self.window_length if step is None else _check_positive(step, "step", who)
         if self.step > self.window_length + _TOL:
@@ -440,7 +531,7 @@ class DistributedStitchingFixedWindowSampler(torch.utils.data.Sampler):
         if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
             raise ValueError(f"{who}: batch_size must be an int >= 1, got {batch_size!r}.")
         self.batch_size = int(batch_size)
-        self.num_replicas, self.rank = _resolve_ranks(num_replicas, rank, who)
+        self._init_ranks(num_replicas, rank)
         self.sampling_intervals = sampling_intervals
         arrays = _keep_long_enough(_intervals_to_arrays(sampling_intervals, who), self.window_length, drop_short, who)
 
@@ -467,14 +558,11 @@ class DistributedStitchingFixedWindowSampler(torch.utils.data.Sampler):
         self.sequence_index = torch.tensor(seq_of_window, dtype=torch.int64)
         self.num_batches = -(-len(self._windows) // self.batch_size)
 
-    def __len__(self) -> int:
-        return len(self._windows)
+    def _counts(self) -> list[int]:
+        return self.windows_per_rank
 
     def __iter__(self) -> Iterator[DatasetIndex]:
         return iter(self._windows)
-
-    def set_epoch(self, epoch: int) -> None:
-        """No-op (the assignment and order are fixed); present so every sampler accepts it."""
 
 
 def _balance(counts: np.ndarray, n_ranks: int) -> np.ndarray:

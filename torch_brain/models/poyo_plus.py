@@ -77,8 +77,10 @@ class POYOPlus(POYOBase):
         self.readout = MultitaskReadout(dim, readout_specs, heads=readout_heads)
         specs = self.readout.readout_specs
         ids = sorted(spec.id for spec in specs.values())
-        # task_emb row r belongs to the task with the r-th smallest id
-        self.register_buffer("_task_ids", torch.tensor(ids, dtype=torch.long), persistent=False)
+        # task_emb row r belongs to the task with the r-th smallest id. A plain tensor, not a
+        # buffer: DDP broadcasts buffers in the first forward after a training step, so in the
+        # validation inside `fit` a rank with no evaluation window would leave the others waiting.
+        self._task_ids = torch.tensor(ids, dtype=torch.long)
         self._task_rows = {name: ids.index(spec.id) for name, spec in specs.items()}
         self.task_emb = nn.Embedding(len(ids), dim)
         nn.init.normal_(self.task_emb.weight, std=emb_init_scale)
@@ -145,6 +147,8 @@ class POYOPlus(POYOBase):
                 f"(B, Q), but got {tuple(output_session_index.shape)}, {tuple(output_timestamps.shape)} "
                 f"and {tuple(output_decoder_index.shape)}."
             )
+        if self._task_ids.device != output_decoder_index.device:
+            self._task_ids = self._task_ids.to(output_decoder_index.device)
         rows = torch.searchsorted(self._task_ids, output_decoder_index)
         rows = rows.clamp_(max=len(self._task_ids) - 1)
         known = (self._task_ids[rows] == output_decoder_index) | (output_decoder_index == 0)

@@ -5,7 +5,10 @@ Training windows come from :class:`~torch_brain.data.sampler.RandomFixedWindowSa
 :class:`~torch_brain.data.sampler.DistributedStitchingFixedWindowSampler` (overlapping windows,
 each sequence on one process) so the stitching evaluators see every timestamp.
 
-Under DDP every rank draws the same window order and takes every ``world_size``-th batch.
+Under DDP every rank draws the same window order and takes every ``world_size``-th batch. Both
+loaders' samplers are ``torch.utils.data.DistributedSampler`` subclasses that split the work
+between ranks themselves, so Lightning's default ``use_distributed_sampler=True`` leaves them in
+place (the training loader yields whole batches from its sampler, ``batch_size=None``).
 
 Exact resume: the module's ``state_dict`` (saved in every Lightning checkpoint) holds the epoch
 and the number of batches already trained in it. On resume the training batch sampler replays
@@ -57,8 +60,13 @@ class _EpochTracker(torch.utils.data.Sampler):
         return len(self.inner)
 
 
-class _ResumableBatchSampler(torch.utils.data.Sampler):
-    """Batches of ``(window index, sample seed)``; can skip the batches of an interrupted epoch."""
+class _ResumableBatchSampler(torch.utils.data.DistributedSampler):
+    """Batches of ``(window index, sample seed)``; can skip the batches of an interrupted epoch.
+
+    Used as the loader's ``sampler`` (with ``batch_size=None``): it already gives each rank its
+    batches, and being a ``DistributedSampler`` keeps Lightning from wrapping it. torch's
+    ``__init__`` (which wants a dataset) is not called.
+    """
 
     def __init__(self, sampler: Any, batch_size: int, seed: int, drop_last: bool = False,
                  num_replicas: int = 1, rank: int = 0) -> None:
@@ -68,6 +76,14 @@ class _ResumableBatchSampler(torch.utils.data.Sampler):
         self.drop_last = bool(drop_last)
         self.num_replicas, self.rank = int(num_replicas), int(rank)
         self.resume: dict[str, int] | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Lightning calls it on the loader's sampler at the start of every epoch."""
+        self.sampler.set_epoch(epoch)
+
+    @property
+    def epoch(self) -> int:
+        return self.sampler.epoch
 
     def _global_batches(self) -> int:
         n = len(self.sampler)
@@ -121,21 +137,6 @@ class _ResumableLoader(DataLoader):
         return None
 
 
-class _UnsizedLoader(DataLoader):
-    """An evaluation DataLoader that does not report a length.
-
-    Used on every rank when the stitching sampler leaves some rank with no window. Lightning
-    skips the whole evaluation loop (epoch hooks included) of a rank whose loader has length 0,
-    so that rank would never join the evaluators' metric reduction and the others would wait
-    forever. A loader without ``__len__`` is iterated until exhausted on every rank (no window:
-    no batch, but the epoch hooks run). It must be unsized on *all* ranks: Lightning sums the
-    loader lengths over ranks (a collective) only when the local loader has a length.
-    """
-
-    def __len__(self) -> int:
-        raise TypeError("this evaluation loader has no length (a rank may hold no window)")
-
-
 class _SeededWindows(torch.utils.data.Dataset):
     """Reads ``(index, seed)``: seeds the augmentations of that window, then loads it."""
 
@@ -148,8 +149,11 @@ class _SeededWindows(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return 0
 
-    def __getitem__(self, item: tuple[Any, int]) -> Any:
-        index, seed = item
+    def __getitem__(self, batch: list[tuple[Any, int]]) -> list[Any]:
+        """A whole batch (the loader's sampler yields batches): its windows, in order."""
+        return [self._window(index, seed) for index, seed in batch]
+
+    def _window(self, index: Any, seed: int) -> Any:
         # anything else random in the window's pipeline (CPU generator only: torch.manual_seed
         # would also queue CUDA seeding, which costs more than loading the window)
         torch.default_generator.manual_seed(seed)
@@ -423,7 +427,7 @@ class DecodingDataModule(L.LightningDataModule):
             self._resume_state = None
         self._train_batch_sampler = batch_sampler
         return _ResumableLoader(
-            _SeededWindows(ds, self.unit_dropout, self._tokenizer), batch_sampler=batch_sampler,
+            _SeededWindows(ds, self.unit_dropout, self._tokenizer), sampler=batch_sampler, batch_size=None,
             collate_fn=collate, num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             # workers' base seed from a private generator: the global RNG stays untouched
@@ -437,26 +441,15 @@ class DecodingDataModule(L.LightningDataModule):
         ds = self.dataset(split)
         trainer = getattr(self, "trainer", None)
         world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
-        if world > 1 and getattr(getattr(trainer, "_accelerator_connector", None),
-                                 "use_distributed_sampler", False):
-            raise ValueError(
-                "DecodingDataModule splits evaluation windows across ranks itself "
-                "(DistributedStitchingFixedWindowSampler), but the Trainer has "
-                "use_distributed_sampler=True, which would split them a second time and lose "
-                "windows; create the Trainer with L.Trainer(..., use_distributed_sampler=False)."
-            )
+        # a torch DistributedSampler: Lightning leaves it in place. When it gives some rank no
+        # window, it has no length on any rank, so every rank runs the evaluation loop and the
+        # evaluators' reduction (a loader of length 0 would be skipped, the others left waiting).
         sampler = DistributedStitchingFixedWindowSampler(
             sampling_intervals=ds.get_sampling_intervals(), window_length=self.window_length,
             step=self.eval_step, batch_size=self.eval_batch_size, num_replicas=world, rank=rank,
             drop_short=True,
         )
-        # Some rank without any window (fewer sequences than ranks): every rank gets an unsized
-        # loader so that each one runs the evaluation loop and its hooks (see _UnsizedLoader).
-        # The decision uses windows_per_rank, which is the same on every rank.
-        counts = sampler.windows_per_rank
-        unsized = world > 1 and sum(counts) > 0 and min(counts) == 0
-        loader_cls = _UnsizedLoader if unsized else DataLoader
-        return loader_cls(_EvalWindows(ds, self._tokenizer), sampler=sampler,
+        return DataLoader(_EvalWindows(ds, self._tokenizer), sampler=sampler,
                           batch_size=self.eval_batch_size, collate_fn=collate,
                           num_workers=self.num_workers)
 

@@ -12,7 +12,7 @@
 Example:
     >>> dm = DecodingDataModule("data/processed", "configs/datasets/synthetic_reaching.yaml")
     >>> module = NeuralDecoder("poyo_plus", tasks=dm.tasks, model_kwargs={"dim": 64})
-    >>> trainer = L.Trainer(max_steps=600, use_distributed_sampler=False, callbacks=[
+    >>> trainer = L.Trainer(max_steps=600, callbacks=[
     ...     MultiTaskDecodingStitchEvaluator(metrics=dm.get_metrics())])  # doctest: +SKIP
     >>> trainer.fit(module, datamodule=dm)  # doctest: +SKIP
 """
@@ -115,6 +115,32 @@ def _set_rng_state(state: Mapping[str, Any]) -> None:
     cuda = state.get("cuda") or []
     if cuda and torch.cuda.is_available() and len(cuda) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(cuda)
+
+
+def _refuse_rewrapped_eval_sampler(trainer: Any, loaders: Any, stage: str) -> None:
+    """Raise if Lightning split an evaluation loader's windows between ranks itself.
+
+    Lightning (``use_distributed_sampler=True``, its default) wraps every sampler that is not a
+    ``torch.utils.data.DistributedSampler`` in its ``DistributedSamplerWrapper``, which deals the
+    windows out round-robin (and repeats some to even the ranks): overlapping windows of one
+    sequence end up on different ranks and the stitched metrics silently cover a subset.
+    """
+    from lightning.fabric.utilities.distributed import DistributedSamplerWrapper
+
+    if trainer is None or trainer.world_size <= 1 or loaders is None:
+        return
+    for loader in loaders if isinstance(loaders, (list, tuple)) else [loaders]:
+        sampler = getattr(loader, "sampler", None)
+        if isinstance(sampler, DistributedSamplerWrapper):
+            inner = type(getattr(sampler.dataset, "_sampler", None)).__name__
+            raise ValueError(
+                f"NeuralDecoder: the {stage} loader's sampler ({inner}) was wrapped by Lightning's "
+                f"DistributedSamplerWrapper under DDP ({trainer.world_size} processes), which gives "
+                "each rank every n-th window, so the stitched metrics would cover only part of each "
+                "sequence. Use DistributedStitchingFixedWindowSampler(..., num_replicas="
+                "trainer.world_size, rank=trainer.global_rank) for evaluation (Lightning leaves it in "
+                "place), as DecodingDataModule does."
+            )
 
 
 class NeuralDecoder(L.LightningModule):
@@ -394,6 +420,12 @@ class NeuralDecoder(L.LightningModule):
             # already the same reduced value on every rank; sync_dist=True (a mean of equal
             # values, called by every rank) only tells Lightning so
             self.log(f"{stage}_loss", loss, sync_dist=True)
+
+    def on_validation_start(self) -> None:
+        _refuse_rewrapped_eval_sampler(self.trainer, self.trainer.val_dataloaders, "validation")
+
+    def on_test_start(self) -> None:
+        _refuse_rewrapped_eval_sampler(self.trainer, self.trainer.test_dataloaders, "test")
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval_loss("val")

@@ -215,7 +215,6 @@ def build_trainer(
         "log_every_n_steps": int(t["log_every_n_steps"]),
         "enable_progress_bar": bool(t["enable_progress_bar"]),
         "num_sanity_val_steps": 0,
-        "use_distributed_sampler": False,  # the datamodule's samplers handle ranks themselves
         "default_root_dir": str(run_dir),
         "plugins": [AtomicCheckpointIO()],
         "logger": _loggers(config, run_dir) if fit else False,
@@ -257,8 +256,20 @@ def _final_summary(run_dir: Path, trainer: L.Trainer) -> dict[str, Any]:
         "best_score": best_score,
         "last_checkpoint": str(last_checkpoint(run_dir)) if last_checkpoint(run_dir) else None,
     }
-    atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
+    if trainer.is_global_zero:
+        atomic_write_text(run_dir / "summary.json", json.dumps(summary, indent=1))
     return summary
+
+
+def _launched_as_rank_zero() -> bool:
+    """False in a process that a DDP launcher started as another rank than 0.
+
+    Lightning's launcher starts ranks 1.. by running the same command again with ``LOCAL_RANK``
+    (and ``NODE_RANK``) set; torchrun sets ``RANK``.
+    """
+    import os
+
+    return all(os.environ.get(key, "0") == "0" for key in ("RANK", "LOCAL_RANK", "NODE_RANK"))
 
 
 def _plot_history(config: Mapping[str, Any], run_dir: Path) -> None:
@@ -314,7 +325,11 @@ def fit(
         check_run_dir(run_dir, resume=True)
         config = Path(run_dir) / "config.yaml"
     cfg = resolve_config(config, overrides)
-    out = check_run_dir(_run_dir_of(cfg, run_dir), resume=resume, overwrite=overwrite)
+    # other DDP ranks re-run this command after rank 0 made the folder: only rank 0 checks and writes it
+    rank_zero = _launched_as_rank_zero()
+    out = _run_dir_of(cfg, run_dir)
+    if rank_zero:
+        check_run_dir(out, resume=resume, overwrite=overwrite)
     # everything that can refuse the config runs before the run directory is touched
     _seed(cfg)
     dm = build_datamodule(cfg)
@@ -324,11 +339,13 @@ def fit(
         _check_resume_compatible(module, ckpt)
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
     _check_before_writing(cfg, dm)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    dump_config(cfg, out / "config.yaml")
+    if rank_zero:
+        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        dump_config(cfg, out / "config.yaml")
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     summary = _final_summary(out, trainer)
-    _plot_history(cfg, out)
+    if trainer.is_global_zero:
+        _plot_history(cfg, out)
     return summary
 
 
