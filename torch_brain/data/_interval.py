@@ -316,7 +316,9 @@ class Interval(ArrayDict):
             array([ 3.,  6.,  9., 10.])
         """
         if not (isinstance(step, (int, float, np.integer, np.floating)) and step > 0 and np.isfinite(step)):
-            raise ValueError(f"Interval.subdivide: 'step' must be a positive finite number (seconds), but got {step!r}.")
+            raise ValueError(
+                f"Interval.subdivide: 'step' must be a positive finite number (seconds), but got {step!r}."
+            )
         s, e = self.start, self.end
         ratio = (e - s) / step
         whole = np.floor(ratio + 1e-9).astype(np.int64)
