@@ -7,6 +7,7 @@ import math
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchmetrics
@@ -61,6 +62,14 @@ def test_multitask_matches_reference(stage, capsys):
     result = run(ReplayModel(), loader(batches(windows, 4)), verbose=False)[0]
     _assert_close(result, reference_metrics(windows, stage))
     assert all(task.session == [] and task.sums == [] for task in evaluator._tasks.values())  # rows freed
+    # the stitched rows the metrics scored stay readable (for plots), equal to a pandas groupby
+    rows = [(round(t, 6), *p, *y) for w in windows if w["session"] == "bs/s1"
+            for t, p, y, m in zip(w["start"] + w["rel_c"], w["p_c"], w["y_c"], w["m_c"]) if m]
+    ref = pd.DataFrame(rows, columns=["t", "p0", "p1", "y0", "y1"]).groupby("t").mean()
+    seconds, pred, target = evaluator.stitched[("bs/s1", CONT)]
+    np.testing.assert_allclose(seconds.numpy(), ref.index.to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(pred.numpy(), ref[["p0", "p1"]].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(target.numpy(), ref[["y0", "y1"]].to_numpy(), atol=1e-6)
     table = capsys.readouterr().out
     assert f"average_{stage}_metric" in table and "bs/s2" in table and "reach_direction" in table
 
