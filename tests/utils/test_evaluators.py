@@ -318,3 +318,10 @@ def test_task_without_metrics_is_warned_once_and_skipped():
     ref = reference_metrics(windows, "val")[f"bs/s0/{CONT}/r2/val"]
     assert result[f"bs/s0/{CONT}/r2/val"] == pytest.approx(ref, abs=1e-5)
     assert result["average_val_metric"] == pytest.approx(ref, abs=1e-5)
+
+
+def test_task_that_changes_kind_within_an_epoch_is_refused():
+    task = _evaluation._StitchedTask(CAT, ["a"], {0: {"acc": torchmetrics.classification.MulticlassAccuracy(8)}})
+    task.update(torch.zeros(3, dtype=torch.long), torch.arange(3), torch.randn(3, 8), torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="predictions changed kind within the epoch"):
+        task.update(torch.zeros(3, dtype=torch.long), torch.arange(3), torch.randn(3, 4), torch.tensor([1, 2, 3]))

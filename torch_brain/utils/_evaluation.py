@@ -180,6 +180,7 @@ class _StitchedTask(torchmetrics.Metric):
         self.add_state("layout", torch.full((_LAYOUT_SIZE,), -1.0, dtype=torch.float64), dist_reduce_fx="max")
         self.add_state("nonfinite", torch.zeros(len(self.sessions), dtype=torch.float64), dist_reduce_fx="sum")
         self._pending = self._pooled = 0
+        self._layout: torch.Tensor | None = None  # this rank's layout (CPU), set by the first update
         self.stitched: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -195,6 +196,7 @@ class _StitchedTask(torchmetrics.Metric):
     def reset(self) -> None:
         super().reset()
         self._pending = self._pooled = 0
+        self._layout = None
 
     def update(self, session: torch.Tensor, time: torch.Tensor, preds: torch.Tensor, targets: torch.Tensor) -> None:
         """Add rows: ``session`` (n,) session indices, ``time`` (n,) integer µs, ``preds`` (n, ...)
@@ -202,14 +204,14 @@ class _StitchedTask(torchmetrics.Metric):
         n = preds.shape[0]
         categorical = not targets.is_floating_point()
         n_classes = preds.shape[1] if categorical else 0
-        layout = _encode_layout(categorical, n_classes, preds, targets, self.task).to(self.layout.device)
-        if bool((self.layout >= 0).any()) and not torch.equal(layout, self.layout):
-            was, now = _decode_layout(self.layout), _decode_layout(layout)
+        layout = _encode_layout(categorical, n_classes, preds, targets, self.task)
+        if self._layout is None:
+            self._layout, self.layout = layout, layout.to(self.layout.device)
+        elif not torch.equal(layout, self._layout):
             raise ValueError(
                 f"task {self.task!r}: predictions changed kind within the epoch (categorical, classes, dtypes, "
-                f"shapes: {was} before, {now} now)."
+                f"shapes: {_decode_layout(self._layout)} before, {_decode_layout(layout)} now)."
             )
-        self.layout = layout
         if categorical:
             finite = torch.isfinite(preds).all(1)
             rows = torch.zeros(n, 1 + 2 * n_classes, dtype=torch.float64, device=preds.device)
@@ -222,8 +224,7 @@ class _StitchedTask(torchmetrics.Metric):
             rows = torch.cat([torch.ones(n, 1, dtype=torch.float64, device=preds.device), p, y], dim=1)
         # rows with NaN/inf are counted, not pooled (a tensor: no device sync per batch)
         self.nonfinite += torch.bincount(session[~finite], minlength=len(self.sessions)).to(self.nonfinite)
-        if bool(finite.all()) is False:
-            session, time, rows = session[finite], time[finite], rows[finite]
+        session, time, rows = session[finite], time[finite], rows[finite]
         self.session.append(session.double())
         self.time.append(time.double())
         self.sums.append(rows.reshape(-1))

@@ -84,10 +84,11 @@ def segment_mode(seg: Segments, labels: torch.Tensor) -> torch.Tensor:
     n_classes = high - low + 1
     if seg.n * n_classes <= max(_MAX_VOTE_CELLS, 4 * labels.shape[0]):
         # one-hot sums, as one bincount over (segment, class) cells
-        cells = torch.add(labels if low == 0 else labels - low, seg.ids, alpha=n_classes)
+        # (class, segment) cells: the argmax then runs over the outer dimension, contiguous in U
+        cells = torch.add(seg.ids, labels if low == 0 else labels - low, alpha=seg.n)
         votes = torch.bincount(cells, minlength=seg.n * n_classes)
         # argmax returns the first maximum: the smallest class among ties
-        return votes.view(seg.n, n_classes).argmax(1) + low
+        return votes.view(n_classes, seg.n).argmax(0) + low
     # many sparse classes: count the distinct (segment, label) pairs instead of every cell
     pairs, votes = torch.unique(seg.ids * n_classes + (labels - low), return_counts=True)
     pair_seg = pairs // n_classes
