@@ -66,13 +66,13 @@ def _inputs(draw):
 @settings(max_examples=150, deadline=None)
 @given(_inputs(), st.booleans())
 def test_stitch_matches_groupby(inputs, sparse_votes):
-    # sparse_votes: count (segment, label) pairs instead of a dense vote table
-    saved = _segments._MAX_VOTE_CELLS
-    _segments._MAX_VOTE_CELLS = -1 if sparse_votes else saved
+    saved = _segments._MAX_DENSE_CLASSES, _segments._VOTE_CELLS
+    # sparse votes; or dense vote tables of a few segments each (many blocks)
+    _segments._MAX_DENSE_CLASSES, _segments._VOTE_CELLS = (0, saved[1]) if sparse_votes else (saved[0], 16)
     try:
         _check(*inputs)
     finally:
-        _segments._MAX_VOTE_CELLS = saved
+        _segments._MAX_DENSE_CLASSES, _segments._VOTE_CELLS = saved
 
 
 @pytest.mark.parametrize("order", ["sorted", "windows", "shuffled"])

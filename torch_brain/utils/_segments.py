@@ -18,16 +18,20 @@ import torch
 
 __all__: list[str] = []
 
-#: a vote table (segments x classes) larger than this many cells is replaced by a sort of the
-#: (segment, label) pairs (e.g. thousands of sparse class ids)
-_MAX_VOTE_CELLS = 1 << 25
+#: cells of one block's vote table (classes x segments, int64): 2 MiB
+_VOTE_CELLS = 1 << 18
+#: with more classes than this (e.g. sparse class ids) votes are counted per distinct (segment,
+#: label) pair instead
+_MAX_DENSE_CLASSES = 1 << 12
 
 
 class Segments(NamedTuple):
     """Rows grouped by key: ``keys`` the distinct keys (one (U,) tensor per key column, in key
-    order), ``ids`` (N,) the segment of every row, ``counts`` (U,) rows per segment."""
+    order), ``order`` (N,) the rows in key order, ``ids`` (N,) the segment of each of them
+    (non-decreasing), ``counts`` (U,) rows per segment."""
 
     keys: list[torch.Tensor]
+    order: torch.Tensor
     ids: torch.Tensor
     counts: torch.Tensor
 
@@ -69,31 +73,48 @@ def segments(*keys: torch.Tensor) -> Segments:
         unique = [key.index_select(0, first) for key in ordered]
         sorted_ids = torch.cumsum(change, 0) - 1
         counts = torch.diff(first, append=first.new_tensor([order.shape[0]]))
-    ids = torch.empty_like(sorted_ids).scatter_(0, order, sorted_ids)
-    return Segments(unique, ids, counts)
+    return Segments(unique, order, sorted_ids, counts)
 
 
 def segment_sum(seg: Segments, rows: torch.Tensor) -> torch.Tensor:
     """Sum of ``rows`` (N, ...) per segment: (U, ...) in ``rows``' dtype."""
-    return rows.new_zeros((seg.n, *rows.shape[1:])).index_add_(0, seg.ids, rows)
+    return rows.new_zeros((seg.n, *rows.shape[1:])).index_add_(0, seg.ids, rows.index_select(0, seg.order))
 
 
 def segment_mode(seg: Segments, labels: torch.Tensor) -> torch.Tensor:
     """Most frequent of the integer ``labels`` (N,) per segment (U,), ties to the smallest."""
     low, high = (int(x) for x in torch.aminmax(labels))
     n_classes = high - low + 1
-    if seg.n * n_classes <= max(_MAX_VOTE_CELLS, 4 * labels.shape[0]):
-        # one-hot sums, as one bincount over (segment, class) cells
-        # (class, segment) cells: the argmax then runs over the outer dimension, contiguous in U
-        cells = torch.add(seg.ids, labels if low == 0 else labels - low, alpha=seg.n)
-        votes = torch.bincount(cells, minlength=seg.n * n_classes)
-        # argmax returns the first maximum: the smallest class among ties
-        return votes.view(n_classes, seg.n).argmax(0) + low
-    # many sparse classes: count the distinct (segment, label) pairs instead of every cell
-    pairs, votes = torch.unique(seg.ids * n_classes + (labels - low), return_counts=True)
-    pair_seg = pairs // n_classes
-    # within a segment: most votes first, then the smallest label (pairs are in label order)
-    order = torch.sort(-votes, stable=True).indices
-    order = order[torch.sort(pair_seg[order], stable=True).indices]
-    first = torch.cumsum(torch.bincount(pair_seg, minlength=seg.n), 0) - torch.bincount(pair_seg, minlength=seg.n)
-    return pairs[order[first]] % n_classes + low
+    labels = labels.index_select(0, seg.order)
+    if n_classes > _MAX_DENSE_CLASSES:
+        return _sparse_mode(seg, labels)
+    # one-hot sums: a (classes x segments) vote table per block of segments, small enough to stay
+    # in cache (one table for all segments would be 8 x N int64 values at N / 2 timestamps)
+    block = max(1, _VOTE_CELLS // n_classes)
+    ends = torch.cumsum(seg.counts, 0)[block - 1 :: block].tolist() + [labels.shape[0]]  # rows per block
+    # each cell holds votes * C + (C - 1 - class): the largest cell of a segment has the most votes
+    # and, among ties, the smallest class (one amax; torch's argmax over classes is ~20x slower)
+    reverse = torch.arange(n_classes - 1, -1, -1, device=labels.device).view(n_classes, 1)
+    out = torch.empty(seg.n, dtype=labels.dtype, device=labels.device)
+    for i, a in enumerate(range(0, seg.n, block)):
+        b, rows = min(a + block, seg.n), slice(ends[i - 1] if i else 0, ends[i])
+        cells = torch.add(seg.ids[rows] - a, labels[rows] - low, alpha=b - a)  # class-major cells
+        votes = torch.bincount(cells, minlength=n_classes * (b - a)).view(n_classes, b - a)
+        out[a:b] = torch.add(reverse, votes, alpha=n_classes).amax(0)
+    return (n_classes - 1 + low) - out % n_classes
+
+
+def _sparse_mode(seg: Segments, labels: torch.Tensor) -> torch.Tensor:
+    """:func:`segment_mode` for labels (in key order) spread over many classes: counts the runs of
+    equal (segment, label) instead of every (segment, class) cell."""
+    o = torch.sort(labels, stable=True).indices
+    o = o.index_select(0, torch.sort(seg.ids.index_select(0, o), stable=True).indices)  # by segment, then label
+    ids, labels = seg.ids.index_select(0, o), labels.index_select(0, o)
+    new = torch.ones_like(ids, dtype=torch.bool)
+    new[1:] = (ids[1:] != ids[:-1]) | (labels[1:] != labels[:-1])
+    starts = torch.nonzero(new).squeeze(1)
+    votes, run_seg = torch.diff(starts, append=starts.new_tensor([ids.shape[0]])), ids[starts]
+    r = torch.sort(-votes, stable=True).indices
+    r = r[torch.sort(run_seg[r], stable=True).indices]  # by segment, most votes first, then the smallest label
+    per_segment = torch.bincount(run_seg, minlength=seg.n)
+    return labels[starts[r[torch.cumsum(per_segment, 0) - per_segment]]]
