@@ -7,6 +7,7 @@ import math
 
 import lightning as L
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torchmetrics
@@ -60,7 +61,15 @@ def test_multitask_matches_reference(stage, capsys):
     run = trainer.validate if stage == "val" else trainer.test
     result = run(ReplayModel(), loader(batches(windows, 4)), verbose=False)[0]
     _assert_close(result, reference_metrics(windows, stage))
-    assert evaluator._pools == {}  # cache freed
+    assert all(task.session == [] and task.sums == [] for task in evaluator._tasks.values())  # rows freed
+    # the stitched rows the metrics scored stay readable (for plots), equal to a pandas groupby
+    rows = [(round(t, 6), *p, *y) for w in windows if w["session"] == "bs/s1"
+            for t, p, y, m in zip(w["start"] + w["rel_c"], w["p_c"], w["y_c"], w["m_c"]) if m]
+    ref = pd.DataFrame(rows, columns=["t", "p0", "p1", "y0", "y1"]).groupby("t").mean()
+    seconds, pred, target = evaluator.stitched[("bs/s1", CONT)]
+    np.testing.assert_allclose(seconds.numpy(), ref.index.to_numpy(), atol=1e-9)
+    np.testing.assert_allclose(pred.numpy(), ref[["p0", "p1"]].to_numpy(), atol=1e-6)
+    np.testing.assert_allclose(target.numpy(), ref[["y0", "y1"]].to_numpy(), atol=1e-6)
     table = capsys.readouterr().out
     assert f"average_{stage}_metric" in table and "bs/s2" in table and "reach_direction" in table
 
@@ -83,15 +92,25 @@ def test_pool_merging_is_exact(monkeypatch):
     _assert_close(result, reference_metrics(windows, "val"))
 
 
-def test_pool_memory_follows_distinct_times(monkeypatch):
+def test_rows_follow_distinct_times(monkeypatch):
+    # the same 50 times of two sessions predicted by 40 windows: a rank keeps ~one row per time
     monkeypatch.setattr(_evaluation, "_MIN_MERGE_ROWS", 100)
-    pool = _evaluation._TimePool(False, 0, (2,), (2,), torch.float32, torch.float32)
-    keys = torch.arange(50)
-    for _ in range(40):  # the same 50 times predicted by 40 windows
-        pool.add(keys, torch.ones(50, 5, dtype=torch.float64))
-        assert pool._n_pending + (0 if pool.keys is None else len(pool.keys)) <= 50 + 100 + 50
-    assert pool.n_times == 50
-    assert torch.equal(pool.sums[:, 0], torch.full((50,), 40.0, dtype=torch.float64))
+    task = _evaluation._StitchedTask(CONT, ["a", "b"], {0: {"r2": torchmetrics.R2Score()}})
+    times = torch.arange(50) * 1000
+    for w in range(40):
+        session = torch.full((50,), w % 2)
+        task.update(session, times, torch.full((50, 2), float(w)), torch.ones(50, 2))
+        held = sum(s.shape[0] for s in task.session)
+        assert held <= 100 + 100 + 50, held
+    task._merge()
+    assert task.session[0].shape[0] == 100 and task.sums[0].shape[0] == 100 * 5
+    counts = task.sums[0].view(100, 5)[:, 0]
+    assert torch.equal(counts, torch.full((100,), 20.0, dtype=torch.float64))
+    # session a saw the even windows 0, 2, ..., 38: mean prediction 19
+    out = task.compute()
+    assert set(out) == {"a"} and out["a"]["times"] == 50
+    seconds, pred, target = task.stitched["a"]
+    assert torch.allclose(seconds, times.double() * 1e-6) and torch.equal(pred, torch.full((50, 2), 19.0))
 
 
 def test_single_task_default_metric_from_spec():
@@ -299,3 +318,10 @@ def test_task_without_metrics_is_warned_once_and_skipped():
     ref = reference_metrics(windows, "val")[f"bs/s0/{CONT}/r2/val"]
     assert result[f"bs/s0/{CONT}/r2/val"] == pytest.approx(ref, abs=1e-5)
     assert result["average_val_metric"] == pytest.approx(ref, abs=1e-5)
+
+
+def test_task_that_changes_kind_within_an_epoch_is_refused():
+    task = _evaluation._StitchedTask(CAT, ["a"], {0: {"acc": torchmetrics.classification.MulticlassAccuracy(8)}})
+    task.update(torch.zeros(3, dtype=torch.long), torch.arange(3), torch.randn(3, 8), torch.tensor([1, 2, 3]))
+    with pytest.raises(ValueError, match="predictions changed kind within the epoch"):
+        task.update(torch.zeros(3, dtype=torch.long), torch.arange(3), torch.randn(3, 4), torch.tensor([1, 2, 3]))

@@ -11,7 +11,6 @@ import torch
 from torch import Tensor, nn
 
 from torch_brain import registry as _registry
-from torch_brain._malloc import keep_freed_heap
 from torch_brain.models.tokenizer import _session_id, tokenize_spikes
 from torch_brain.nn import (
     Dropout,
@@ -198,8 +197,6 @@ class POYOBase(nn.Module):
         """Run the encoder/processor/decoder; returns the output query embeddings (B, Q, dim)."""
         _check_inputs(input_unit_index, input_timestamps, input_token_type, input_mask, latent_index,
                       latent_timestamps, output_timestamps)
-        if self.training and input_unit_index.device.type == "cpu":
-            keep_freed_heap()  # a training step reuses its activations' pages instead of faulting them in again
         # An input token's embedding depends only on its (unit, token type) pair, so embeddings,
         # norm and key/value projections run once per distinct pair in the batch and are gathered.
         pair = input_unit_index * _NUM_TOKEN_TYPES + input_token_type  # [B, N]

@@ -210,14 +210,12 @@ class NeuralDecoder(L.LightningModule):
         self.specs = {t: get_modality(t) for t in tasks}
         self.normalizer = TargetNormalizer()
         self._compiled: Any = None
-        self.collect_predictions = False
         import torchmetrics
 
         # val/test loss: a mean over the epoch's windows, reduced across ranks by torchmetrics in
         # the epoch-end hook, which runs on every rank, also on one that had no evaluation batch
         # (a per-step ``self.log(..., sync_dist=True)`` would be reduced only by ranks that logged)
         self._eval_loss = torchmetrics.MeanMetric()
-        self.predictions: dict[str, dict[str, dict[str, list[torch.Tensor]]]] = {}
 
     # ---------------------------------------------------------------- setup
     def setup(self, stage: str) -> None:
@@ -395,8 +393,6 @@ class NeuralDecoder(L.LightningModule):
                 if counts[i] > 0:
                     preds[i][task] = chunk
         timestamps = batch["model_inputs"]["output_timestamps"]
-        if self.collect_predictions:
-            self._collect(timestamps, preds, targets, masks, decoder, batch)
         return DataForMultiTaskDecodingStitchEvaluator(
             timestamps=timestamps, preds=preds, targets=targets, decoder_indices=decoder,
             eval_masks=masks, session_ids=sessions, absolute_starts=batch["absolute_start"],
@@ -432,26 +428,6 @@ class NeuralDecoder(L.LightningModule):
 
     def on_test_epoch_end(self) -> None:
         self._log_eval_loss("test")
-
-    def _collect(self, timestamps: torch.Tensor, preds: list[dict], targets: dict, masks: dict,
-                 decoder: torch.Tensor, batch: Mapping[str, Any]) -> None:
-        """Keeps (absolute time, prediction, target) of evaluated queries, for plots."""
-        starts = torch.as_tensor(batch["absolute_start"], dtype=torch.float64)
-        for task in targets:
-            counts = self._counts(decoder, task)
-            t_chunks = torch.split(targets[task], counts.tolist())
-            m_chunks = torch.split(masks[task], counts.tolist()) if task in masks else None
-            for i, sid in enumerate(batch["session_id"]):
-                if counts[i] == 0:
-                    continue
-                sel = decoder[i] == self.specs[task].id
-                ts = timestamps[i][sel].double().cpu() + starts[i]
-                keep = m_chunks[i].bool().cpu() if m_chunks is not None else torch.ones(len(ts), dtype=torch.bool)
-                store = self.predictions.setdefault(sid, {}).setdefault(
-                    task, {"timestamps": [], "preds": [], "targets": []})
-                store["timestamps"].append(ts[keep])
-                store["preds"].append(preds[i][task].detach().float().cpu()[keep])
-                store["targets"].append(t_chunks[i].detach().cpu()[keep])
 
     # ---------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> Any:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import lightning as L
-import numpy as np
 import torch
 
 from torch_brain.models import MODEL_REGISTRY
@@ -389,30 +388,19 @@ def session_table(metrics: Mapping[str, float], stage: str) -> dict[str, dict[st
     return {s: table[s] for s in sorted(table)}
 
 
-def _stitched(store: Mapping[str, list[torch.Tensor]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    from torch_brain.utils.stitcher import stitch
-
-    ts = torch.cat(store["timestamps"])
-    preds = torch.cat(store["preds"])
-    targets = torch.cat(store["targets"])
-    if not targets.is_floating_point():
-        preds = preds.argmax(-1) if preds.ndim == 2 else preds.long()
-        targets = targets.long()
-    t_out, p_out = stitch(ts, preds)
-    _, y_out = stitch(ts, targets)
-    return t_out.numpy(), p_out.numpy(), y_out.numpy()
-
-
-def _write_eval_plots(config: Mapping[str, Any], module: NeuralDecoder, folder: Path) -> list[Path]:
+def _write_eval_plots(config: Mapping[str, Any], trainer: L.Trainer, specs: Mapping[str, Any],
+                      folder: Path) -> list[Path]:
+    """Plots of the evaluator's stitched predictions (the ones the metrics scored)."""
     from torch_brain.training.plots import plot_confusion, plot_traces, safe_name
+    from torch_brain.utils.stitcher import MultiTaskDecodingStitchEvaluator
 
     written = []
-    for sid, tasks in module.predictions.items():
-        for task, store in tasks.items():
-            if not store["timestamps"]:
-                continue
-            t, p, y = _stitched(store)
-            spec = module.specs[task]
+    for evaluator in trainer.callbacks:
+        if not isinstance(evaluator, MultiTaskDecodingStitchEvaluator):
+            continue
+        for (sid, task), stitched in evaluator.stitched.items():
+            t, p, y = (x.cpu().numpy() if not x.is_floating_point() else x.cpu().double().numpy() for x in stitched)
+            spec = specs[task]
             name = f"{safe_name(sid)}__{task}"
             if spec.type.name == "CONTINUOUS":
                 path = plot_traces(t, p, y, folder / f"{name}.png", title=f"{sid} — {task}",
@@ -463,8 +451,6 @@ def evaluate(
         read_checkpoint(ckpt)  # names a file that is not a readable checkpoint
         raise
     split = "valid" if stage == "validate" else "test"
-    module.collect_predictions = stage == "test" and bool(cfg["logging"]["plots"])
-    module.predictions = {}
     trainer = build_trainer(cfg, out, metrics=dm.get_metrics(split), fit=False)
     run = trainer.validate if stage == "validate" else trainer.test
     run(module, datamodule=dm)
@@ -480,9 +466,8 @@ def evaluate(
         "metrics": dict(sorted(logged.items())),
     }
     atomic_write_text(out / f"metrics_{stage}.json", json.dumps(result, indent=1))
-    if module.collect_predictions:
-        result["plots"] = [str(p) for p in _write_eval_plots(cfg, module, out / "plots" / stage)]
-        module.predictions = {}
+    if stage == "test" and cfg["logging"]["plots"]:
+        result["plots"] = [str(p) for p in _write_eval_plots(cfg, trainer, module.specs, out / "plots" / stage)]
     return result
 
 

@@ -1,25 +1,22 @@
 """Stitching evaluators: Lightning callbacks that pool window predictions and score them.
 
-Data flow, per (session, task):
+Data flow, per task:
 
 - ``on_{validation,test}_batch_end`` receives the step's :class:`DataForDecodingStitchEvaluator`
   or :class:`DataForMultiTaskDecodingStitchEvaluator`, turns every evaluated query into an
-  absolute time (``absolute_start + relative timestamp``, matched at 1 µs) and a row of running
-  sums: ``[1, prediction..., target...]`` for mean-pooled tasks, ``[1, one-hot predicted class,
-  one-hot target class]`` for categorical ones (the vote counts of the mode).
-- :class:`_TimePool` keeps those rows summed per distinct time: new rows wait in a short list and
-  are merged into the pooled table once they outnumber it, so memory follows the number of
-  distinct timestamps, not windows x overlap.
-- at epoch end every rank turns its pools into stitched predictions/targets, updates the
-  torchmetrics metrics, and calls ``compute()`` on every metric in the order of the ``metrics``
-  dict, so torchmetrics' cross-rank reduction lines up on all ranks (a rank without data of a
-  session takes part with empty states). Which (session, task) pairs have data at all, and which
-  saw non-finite predictions, is agreed across ranks through one small torchmetrics metric.
+  absolute time (``absolute_start + relative timestamp``, matched at 1 µs) and updates the task's
+  :class:`_StitchedTask`, a torchmetrics metric whose states are (session, time, running-sum) rows,
+  summed per distinct (session, time) on each rank as they arrive.
+- at epoch end, every rank calls each task's ``compute()``: torchmetrics gathers the rows of all
+  ranks (``dist_reduce_fx="cat"``), and every rank stitches them (sums per (session, time) over
+  counts, or the most voted class) and scores each session with its metrics. The logged values
+  are the same on every rank, whichever rank evaluated which windows.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import warnings
 from collections.abc import Callable, Mapping, Sequence
@@ -29,7 +26,9 @@ import lightning as L
 import torch
 import torchmetrics
 
-from torch_brain.utils._pooling import _group_sum, _torch_threads
+from torchmetrics.utilities import dim_zero_cat
+
+from torch_brain.utils._segments import segment_sum, segments
 
 __all__ = [
     "DataForDecodingStitchEvaluator",
@@ -102,101 +101,192 @@ class DataForMultiTaskDecodingStitchEvaluator:
 
 
 # ------------------------------------------------------------------------------------------------
-# Running per-timestamp sums
+# One task's rows: a torchmetrics metric whose states are gathered with "cat"
 # ------------------------------------------------------------------------------------------------
 
+_DTYPES = (torch.float32, torch.float64, torch.float16, torch.bfloat16, torch.int64, torch.int32)
+_MAX_TRAILING_DIMS = 3
+# layout: kind (0 continuous, 1 categorical), classes, pred dtype, target dtype, then the scored
+# trailing shapes of predictions and targets, each as (ndim, d0, d1, d2); -1 = not seen on this rank
+_LAYOUT_SIZE = 4 + 2 * (1 + _MAX_TRAILING_DIMS)
 
-class _TimePool:
-    """Rows summed per integer time key, merged lazily (amortised O(rows log rows))."""
 
-    def __init__(self, categorical: bool, n_classes: int, pred_shape: tuple, target_shape: tuple,
-                 pred_dtype: torch.dtype, target_dtype: torch.dtype) -> None:
-        self.categorical = categorical
-        self.n_classes = n_classes
-        self.pred_shape = pred_shape  # trailing shape of one prediction, e.g. (2,)
-        self.target_shape = target_shape
-        self.pred_dtype = pred_dtype
-        self.target_dtype = target_dtype
-        self.keys: torch.Tensor | None = None  # (U,) int64, sorted distinct
-        self.sums: torch.Tensor | None = None  # (U, F) float64
-        self._pending: list[tuple[torch.Tensor, torch.Tensor]] = []
-        self._n_pending = 0
-        self.nonfinite = 0  # rows dropped from pooling because a prediction/target was not finite
+def _never_distributed() -> bool:
+    return False
 
-    def add(self, keys: torch.Tensor, rows: torch.Tensor) -> None:
-        if keys.shape[0] == 0:
-            return
-        self._pending.append((keys, rows))
-        self._n_pending += keys.shape[0]
-        pooled = 0 if self.keys is None else self.keys.shape[0]
-        if self._n_pending >= max(_MIN_MERGE_ROWS, pooled):
-            self._merge()
 
-    def _merge(self) -> None:
-        if not self._pending:
-            return
-        keys = [k for k, _ in self._pending]
-        rows = [r for _, r in self._pending]
-        if self.keys is not None:
-            keys.insert(0, self.keys)
-            rows.insert(0, self.sums)
-        self.keys, self.sums = _group_sum(torch.cat(keys), torch.cat(rows))
-        self._pending, self._n_pending = [], 0
-
-    @property
-    def n_times(self) -> int:
-        self._merge()
-        return 0 if self.keys is None else int(self.keys.shape[0])
-
-    def stitched(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Pooled (preds, targets): means, or the most voted class (smallest on ties)."""
-        self._merge()
-        counts = self.sums[:, :1]
-        if self.categorical:
-            c = self.n_classes
-            # argmax returns the first maximum: ties go to the smallest class
-            return self.sums[:, 1 : 1 + c].argmax(1), self.sums[:, 1 + c :].argmax(1)
-        n_pred = math.prod(self.pred_shape)
+def _encode_layout(categorical: bool, n_classes: int, pred: torch.Tensor, target: torch.Tensor,
+                   task: str) -> torch.Tensor:
+    if categorical:
+        pred_shape = target_shape = ()
+    else:
+        target_shape = tuple(target.shape[1:])
+        pred_shape = tuple(pred.shape[1:])
         # a (n, 1) prediction of an (n,) target (or the like) is scored in the target's shape
-        shape = self.target_shape if n_pred == math.prod(self.target_shape) else self.pred_shape
-        pred = (self.sums[:, 1 : 1 + n_pred] / counts).reshape(-1, *shape)
-        target = (self.sums[:, 1 + n_pred :] / counts).reshape(-1, *self.target_shape)
-        return pred.to(self.pred_dtype), target.to(self.target_dtype)
+        if math.prod(pred_shape) == math.prod(target_shape):
+            pred_shape = target_shape
+    if max(len(pred_shape), len(target_shape)) > _MAX_TRAILING_DIMS:
+        raise ValueError(
+            f"task {task!r}: predictions and targets may have at most {_MAX_TRAILING_DIMS} dimensions after the "
+            f"first, got shapes {tuple(pred.shape)} and {tuple(target.shape)}; flatten them in the step."
+        )
+    code = [float(categorical), float(n_classes),
+            float(_DTYPES.index(pred.dtype) if pred.dtype in _DTYPES else 0),
+            float(_DTYPES.index(target.dtype) if target.dtype in _DTYPES else 0)]
+    for shape in (pred_shape, target_shape):
+        code += [float(len(shape))] + [float(d) for d in shape] + [-1.0] * (_MAX_TRAILING_DIMS - len(shape))
+    return torch.tensor(code, dtype=torch.float64)
 
 
-class _Coverage(torchmetrics.Metric):
-    """Per (session, task) pair, reduced over ranks: distinct times pooled and non-finite rows
-    (sums), and the trailing width of the stitched predictions/targets (max; -1 = no data, 0 = a
-    scalar per time), so that ranks without data can give metrics empty inputs of the right shape.
+def _decode_layout(code: torch.Tensor) -> tuple[bool, int, torch.dtype, torch.dtype, tuple, tuple]:
+    c = [int(v) for v in code.tolist()]
+    shapes = []
+    for at in (4, 5 + _MAX_TRAILING_DIMS):
+        shapes.append(tuple(c[at + 1 : at + 1 + c[at]]))
+    return bool(c[0]), c[1], _DTYPES[c[2]], _DTYPES[c[3]], shapes[0], shapes[1]
+
+
+class _StitchedTask(torchmetrics.Metric):
+    """Stitch and score one task of many sessions: a torchmetrics metric wrapper.
+
+    ``update`` adds (session, time, row) rows, the row holding running sums:
+    ``[1, prediction..., target...]`` for mean-pooled tasks, ``[1, one-hot predicted class,
+    one-hot target class]`` (vote counts) for categorical ones. Rows sharing a (session, time)
+    are summed on each rank as they arrive, so a rank holds one row per distinct time.
+    ``compute()`` gathers every rank's rows (states reduced with ``"cat"``: torchmetrics and
+    Lightning do the cross-rank work), sums them per (session, time) again, turns the sums into
+    stitched predictions and targets (means; most voted class, the smallest on ties), and scores
+    them with each session's metrics. Those see the stitched rows of all ranks, so they are
+    computed without a reduction of their own.
     """
 
     full_state_update = False
 
-    def __init__(self, n_pairs: int) -> None:
+    def __init__(self, task: str, sessions: Sequence[str], metrics: Mapping[int, Mapping[str, torchmetrics.Metric]]):
         super().__init__()
-        zeros = torch.zeros(n_pairs, dtype=torch.float64)
-        self.add_state("times", zeros.clone(), dist_reduce_fx="sum")
-        self.add_state("nonfinite", zeros.clone(), dist_reduce_fx="sum")
-        self.add_state("pred_width", zeros - 1, dist_reduce_fx="max")
-        self.add_state("target_width", zeros - 1, dist_reduce_fx="max")
-        self.add_state("categorical", zeros.clone(), dist_reduce_fx="max")
+        self.task = task
+        self.sessions = list(sessions)
+        self.scorers = {int(i): dict(m) for i, m in metrics.items()}
+        for scorer in self.scorers.values():
+            for metric in scorer.values():
+                for module in metric.modules():
+                    if isinstance(module, torchmetrics.Metric):
+                        module.distributed_available_fn = _never_distributed
+        # 1-D float64 states: a rank without rows joins the gather with torchmetrics' stand-in for an
+        # empty "cat" state, a 1-D tensor of the metric's dtype (float64, see `dtype`)
+        self.add_state("session", [], dist_reduce_fx="cat")
+        self.add_state("time", [], dist_reduce_fx="cat")  # integer µs, exact in float64 up to 285 years
+        self.add_state("sums", [], dist_reduce_fx="cat")  # (rows * width,) flattened
+        self.add_state("layout", torch.full((_LAYOUT_SIZE,), -1.0, dtype=torch.float64), dist_reduce_fx="max")
+        self.add_state("nonfinite", torch.zeros(len(self.sessions), dtype=torch.float64), dist_reduce_fx="sum")
+        self._pending = self._pooled = 0
+        self._layout: torch.Tensor | None = None  # this rank's layout (CPU), set by the first update
+        self.stitched: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
-    def update(self, **local: torch.Tensor) -> None:
-        for name, value in local.items():
-            setattr(self, name, value.to(getattr(self, name)))
+    @property
+    def dtype(self) -> torch.dtype:
+        # every state is float64 (torchmetrics resets its own dtype record to float32 on .to(device))
+        return torch.float64
 
-    def compute(self) -> dict[str, torch.Tensor]:
-        return {name: getattr(self, name) for name in self._defaults}
+    @property
+    def update_called(self) -> bool:
+        # a rank without rows of this task still joins compute()'s gather, with empty states
+        return True
 
+    def reset(self) -> None:
+        super().reset()
+        self._pending = self._pooled = 0
+        self._layout = None
 
-def _width(shape: tuple) -> int:
-    return math.prod(shape) if shape else 0
+    def update(self, session: torch.Tensor, time: torch.Tensor, preds: torch.Tensor, targets: torch.Tensor) -> None:
+        """Add rows: ``session`` (n,) session indices, ``time`` (n,) integer µs, ``preds`` (n, ...)
+        (logits (n, classes) when ``targets`` (n,) are integer classes), ``targets`` (n, ...)."""
+        n = preds.shape[0]
+        categorical = not targets.is_floating_point()
+        n_classes = preds.shape[1] if categorical else 0
+        layout = _encode_layout(categorical, n_classes, preds, targets, self.task)
+        if self._layout is None:
+            self._layout, self.layout = layout, layout.to(self.layout.device)
+        elif not torch.equal(layout, self._layout):
+            raise ValueError(
+                f"task {self.task!r}: predictions changed kind within the epoch (categorical, classes, dtypes, "
+                f"shapes: {_decode_layout(self._layout)} before, {_decode_layout(layout)} now)."
+            )
+        if categorical:
+            finite = torch.isfinite(preds).all(1)
+            rows = torch.zeros(n, 1 + 2 * n_classes, dtype=torch.float64, device=preds.device)
+            rows[torch.arange(n, device=preds.device), 1 + preds.argmax(1)] = 1.0
+            rows[torch.arange(n, device=preds.device), 1 + n_classes + targets.reshape(-1)] = 1.0
+            rows[:, 0] = 1.0
+        else:
+            p, y = preds.reshape(n, -1).double(), targets.reshape(n, -1).double()
+            finite = torch.isfinite(p).all(1) & torch.isfinite(y).all(1)
+            rows = torch.cat([torch.ones(n, 1, dtype=torch.float64, device=preds.device), p, y], dim=1)
+        # rows with NaN/inf are counted, not pooled (a tensor: no device sync per batch)
+        self.nonfinite += torch.bincount(session[~finite], minlength=len(self.sessions)).to(self.nonfinite)
+        session, time, rows = session[finite], time[finite], rows[finite]
+        self.session.append(session.double())
+        self.time.append(time.double())
+        self.sums.append(rows.reshape(-1))
+        self._pending += int(session.shape[0])
+        if self._pending >= max(_MIN_MERGE_ROWS, self._pooled):
+            self._merge()
 
+    def _pooled_rows(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Rows summed per (session, time), ordered by session then time."""
+        session, time = dim_zero_cat(self.session), dim_zero_cat(self.time)
+        sums = dim_zero_cat(self.sums).view(session.shape[0], -1)
+        seg = segments(session, time)
+        return seg.keys[0], seg.keys[1], segment_sum(seg, sums)
 
-def _empty_like_width(width: float, categorical: bool, device: torch.device) -> torch.Tensor:
-    if categorical:
-        return torch.zeros(0, dtype=torch.long, device=device)
-    return torch.zeros((0,) if width <= 0 else (0, int(width)), device=device)
+    def _merge(self) -> None:
+        session, time, sums = self._pooled_rows()
+        self.session, self.time, self.sums = [session], [time], [sums.reshape(-1)]
+        self._pending, self._pooled = 0, int(session.shape[0])
+
+    def compute(self) -> dict[str, dict[str, Any]]:
+        """Per session: ``{"values": {name: float}, "errors": {name: message}, "times": int,
+        "nonfinite": int}`` (sessions without metrics for this task are left out); the stitched
+        ``(times in s, preds, targets)`` per session go to :attr:`stitched`."""
+        results: dict[str, dict[str, Any]] = {}
+        self.stitched = {}
+        has_rows = (isinstance(self.session, torch.Tensor) or bool(self.session)) and dim_zero_cat(self.session).numel() > 0
+        session, time, sums = self._pooled_rows() if has_rows else (None, None, None)
+        per_session = [0] * len(self.sessions)
+        if has_rows:
+            categorical, n_classes, pred_dtype, target_dtype, pred_shape, target_shape = _decode_layout(self.layout)
+            per_session = torch.bincount(session.long(), minlength=len(self.sessions)).tolist()
+        offsets = [0, *itertools.accumulate(per_session)]  # rows are ordered by session
+        for i, scorer in self.scorers.items():
+            name = self.sessions[i]
+            out = results[name] = {"values": {}, "errors": {}, "times": per_session[i],
+                                   "nonfinite": int(self.nonfinite[i])}
+            if out["nonfinite"]:
+                out["values"] = {metric_name: float("nan") for metric_name in scorer}
+            if per_session[i] == 0:
+                continue
+            rows = sums[offsets[i] : offsets[i + 1]]
+            if categorical:
+                pred = rows[:, 1 : 1 + n_classes].argmax(1)  # the first maximum: ties to the smaller class
+                target = rows[:, 1 + n_classes :].argmax(1)
+            else:
+                count, width = rows[:, :1], math.prod(pred_shape)
+                pred = (rows[:, 1 : 1 + width] / count).reshape(-1, *pred_shape).to(pred_dtype)
+                target = (rows[:, 1 + width :] / count).reshape(-1, *target_shape).to(target_dtype)
+            seconds = time[offsets[i] : offsets[i + 1]] * _TIME_RESOLUTION
+            self.stitched[name] = (seconds, pred, target)
+            if out["nonfinite"]:
+                continue
+            for metric_name, metric in scorer.items():
+                metric.to(pred.device)
+                metric.update(pred, target)
+                try:
+                    out["values"][metric_name] = float(metric.compute())
+                except ValueError as err:
+                    out["errors"][metric_name] = f"{type(metric).__name__} could not be computed ({err})"
+                    out["values"][metric_name] = float("nan")
+                metric.reset()
+        return results
 
 
 # ------------------------------------------------------------------------------------------------
@@ -229,7 +319,7 @@ def _check_tensor(value: Any, name: str) -> torch.Tensor:
 
 
 class _StitchEvaluatorBase(L.Callback):
-    """Pools per (session, task) during an epoch; scores, logs and prints at its end."""
+    """Feeds each task's :class:`_StitchedTask` during an epoch; logs and prints at its end."""
 
     def __init__(self, metrics: Mapping[str, Mapping[str, Any]], quiet: bool = False) -> None:
         super().__init__()
@@ -245,38 +335,49 @@ class _StitchEvaluatorBase(L.Callback):
                     f"metrics[{session!r}] must be a non-empty dict {{task: Metric or {{name: Metric}}}}, got "
                     f"{type(tasks).__name__}: {tasks!r:.200}."
                 )
+            # clones: the evaluator turns their own cross-rank reduction off (see _StitchedTask)
             self.metrics[str(session)] = {
-                str(task): _as_metric_dict(value, f"[{session!r}][{task!r}]") for task, value in tasks.items()
+                str(task): {name: m.clone() for name, m in _as_metric_dict(value, f"[{session!r}][{task!r}]").items()}
+                for task, value in tasks.items()
             }
         self.quiet = quiet
         self._pairs = [(s, t) for s, tasks in self.metrics.items() for t in tasks]
-        self._pools: dict[tuple[str, str], _TimePool] = {}
+        self._session_index = {s: i for i, s in enumerate(self.metrics)}
+        tasks = dict.fromkeys(t for _, t in self._pairs)
+        self._tasks = {
+            task: _StitchedTask(task, list(self.metrics), {
+                i: self.metrics[s][task] for s, i in self._session_index.items() if task in self.metrics[s]})
+            for task in tasks
+        }
         self._warned: set[tuple[str, str]] = set()
+        self.stitched: dict[tuple[str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        """``{(session, task): (times in seconds (U,), preds (U, ...), targets (U, ...))}``: the
+        stitched predictions of the last evaluation epoch (e.g. for plots)."""
 
     # ----------------------------------------------------------------- Lightning hooks
     def on_validation_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._pools = {}
+        self._epoch_start(pl_module)
 
     def on_test_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self._pools = {}
+        self._epoch_start(pl_module)
 
-    # the bookkeeping below runs on one torch thread: its ops are small, and OpenMP start-up
-    # would cost more than they do (a lot more on a busy machine)
     def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        with _torch_threads(1):
-            self._ingest(outputs)
+        self._ingest(outputs)
 
     def on_test_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
-        with _torch_threads(1):
-            self._ingest(outputs)
+        self._ingest(outputs)
 
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        with _torch_threads(1):
-            self._epoch_end(trainer, pl_module, "val")
+        self._epoch_end(trainer, pl_module, "val")
 
     def on_test_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        with _torch_threads(1):
-            self._epoch_end(trainer, pl_module, "test")
+        self._epoch_end(trainer, pl_module, "test")
+
+    def _epoch_start(self, pl_module: L.LightningModule) -> None:
+        device = pl_module.device if pl_module.device.type != "mps" else torch.device("cpu")  # float64: not on MPS
+        for stitched in self._tasks.values():
+            stitched.reset()
+            stitched.to(device)
 
     # ----------------------------------------------------------------- batch side
     def _ingest(self, outputs: Any) -> None:
@@ -307,10 +408,7 @@ class _StitchEvaluatorBase(L.Callback):
 
     def _add(self, session_ids: Sequence[str], task: str, keys: torch.Tensor, sample: torch.Tensor,
              preds: torch.Tensor, targets: torch.Tensor, eval_mask: torch.Tensor | None) -> None:
-        """Pool one task's chained queries of a batch into the per-session pools."""
-        if preds.device.type == "mps" or keys.device != preds.device:  # float64 sums: not on MPS
-            keys, sample, preds, targets = keys.cpu(), sample.cpu(), preds.cpu(), targets.cpu()
-            eval_mask = None if eval_mask is None else eval_mask.cpu()
+        """Check one task's chained queries of a batch and add the evaluated ones to its rows."""
         n = keys.shape[0]
         if preds.shape[0] != n or targets.shape[0] != n:
             raise ValueError(
@@ -318,42 +416,37 @@ class _StitchEvaluatorBase(L.Callback):
                 f"{targets.shape[0]} targets; targets must be chained over the batch in sample order, one "
                 "row per query."
             )
+        stitched = self._tasks.get(task)
+        device = stitched.layout.device if stitched is not None else keys.device
+        keys, sample, preds, targets = keys.to(device), sample.to(device), preds.to(device), targets.to(device)
+        keep = torch.ones(n, dtype=torch.bool, device=device)
         if eval_mask is not None:
-            eval_mask = _check_tensor(eval_mask, f"eval_masks[{task!r}]").to(keys.device).reshape(-1)
+            eval_mask = _check_tensor(eval_mask, f"eval_masks[{task!r}]").to(device).reshape(-1)
             if eval_mask.shape[0] != n:
                 raise ValueError(
                     f"task {task!r}: eval_masks has {eval_mask.shape[0]} entries for {n} queries; it must be "
                     "chained like the targets."
                 )
             keep = eval_mask.bool()
-        else:
-            keep = torch.ones(n, dtype=torch.bool, device=keys.device)
-        categorical = not targets.is_floating_point()
-        if categorical:
+        if not targets.is_floating_point():
             if preds.dim() != 2 or not preds.is_floating_point():
                 raise ValueError(
                     f"task {task!r}: integer targets mean a categorical task, whose predictions must be "
                     f"logits of shape (n, n_classes); got {preds.dtype} of shape {tuple(preds.shape)}."
                 )
-            n_classes = preds.shape[1]
             targets = targets.reshape(-1)
-            bad = (targets < 0) | (targets >= n_classes)
+            bad = (targets < 0) | (targets >= preds.shape[1])
             if bool(bad.any()):
                 raise ValueError(
-                    f"task {task!r}: target classes must be in [0, {n_classes}) (the logits' width), got "
+                    f"task {task!r}: target classes must be in [0, {preds.shape[1]}) (the logits' width), got "
                     f"{targets[bad][:5].tolist()}."
                 )
-            finite = torch.isfinite(preds).all(1)
-        else:
-            n_classes = 0
-            finite = torch.isfinite(preds.reshape(n, -1)).all(1) & torch.isfinite(targets.reshape(n, -1)).all(1)
-        # one sample -> session lookup per batch (sessions in a batch are few)
-        codes: dict[str, int] = {}
-        sample_code = torch.tensor([codes.setdefault(s, len(codes)) for s in session_ids], device=keys.device)
-        query_code = sample_code[sample]
-        for session, code in codes.items():
+        # sample -> index of its session in self.metrics (sessions in a batch are few)
+        sample_session = []
+        for session in session_ids:
             self._check_session(session)
             if task not in self.metrics[session]:
+                sample_session.append(-1)
                 if (session, task) not in self._warned:
                     self._warned.add((session, task))
                     warnings.warn(
@@ -361,96 +454,36 @@ class _StitchEvaluatorBase(L.Callback):
                         f"this session: {_known(self.metrics[session])}); its predictions are not scored.",
                         stacklevel=3,
                     )
-                continue
-            in_session = (query_code == code) & keep
-            pool = self._pool(session, task, categorical, n_classes, preds, targets)
-            if pool.categorical != categorical or pool.n_classes != n_classes:
-                raise ValueError(
-                    f"session {session!r}, task {task!r}: predictions changed kind within the epoch "
-                    f"(categorical={pool.categorical}, classes={pool.n_classes} before; now "
-                    f"categorical={categorical}, classes={n_classes})."
-                )
-            pool.nonfinite = pool.nonfinite + (in_session & ~finite).sum()  # a tensor: no device sync per batch
-            sel = in_session & finite
-            pool.add(keys[sel], self._rows(preds[sel], targets[sel], categorical, n_classes))
-
-    def _pool(self, session, task, categorical, n_classes, preds, targets) -> _TimePool:
-        pool = self._pools.get((session, task))
-        if pool is None:
-            pool = _TimePool(categorical, n_classes, tuple(preds.shape[1:]), tuple(targets.shape[1:]),
-                             preds.dtype, targets.dtype)
-            self._pools[(session, task)] = pool
-        return pool
-
-    @staticmethod
-    def _rows(preds: torch.Tensor, targets: torch.Tensor, categorical: bool, n_classes: int) -> torch.Tensor:
-        """(n, F) float64 rows of running sums: [count, prediction, target]."""
-        n = preds.shape[0]
-        ones = torch.ones(n, 1, dtype=torch.float64, device=preds.device)
-        if categorical:
-            votes = torch.zeros(n, 2 * n_classes, dtype=torch.float64, device=preds.device)
-            rows = torch.arange(n, device=preds.device)
-            votes[rows, preds.argmax(1)] = 1.0
-            votes[rows, n_classes + targets] = 1.0
-            return torch.cat([ones, votes], dim=1)
-        return torch.cat([ones, preds.reshape(n, -1).double(), targets.reshape(n, -1).double()], dim=1)
+            else:
+                sample_session.append(self._session_index[session])
+        session = torch.tensor(sample_session, dtype=torch.long, device=device)[sample]
+        keep &= session >= 0
+        if stitched is not None and bool(keep.any()):
+            stitched.update(session[keep], keys[keep], preds[keep], targets[keep])
 
     # ----------------------------------------------------------------- epoch side
     def _epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
-        device = pl_module.device
-        pools, self._pools = self._pools, {}  # free the cache whatever happens below
-        n_pairs = len(self._pairs)
-        local = {name: torch.zeros(n_pairs, dtype=torch.float64) for name in ("times", "nonfinite", "categorical")}
-        local.update(pred_width=torch.full((len(self._pairs),), -1.0, dtype=torch.float64),
-                     target_width=torch.full((len(self._pairs),), -1.0, dtype=torch.float64))
-        for i, pair in enumerate(self._pairs):
-            pool = pools.get(pair)
-            if pool is not None:
-                local["times"][i] = pool.n_times
-                local["nonfinite"][i] = float(pool.nonfinite)
-                local["categorical"][i] = float(pool.categorical)
-                scored_pred_shape = pool.target_shape if math.prod(pool.pred_shape) == math.prod(
-                    pool.target_shape) else pool.pred_shape  # as in _TimePool.stitched
-                local["pred_width"][i] = 0 if pool.categorical else _width(scored_pred_shape)
-                local["target_width"][i] = 0 if pool.categorical else _width(pool.target_shape)
-        # agree across ranks on which pairs have data, and their shapes (one reduction, by torchmetrics)
-        coverage = _Coverage(len(self._pairs)).to(device)
-        coverage.update(**local)
-        # (reshape: torchmetrics squeezes one-element results to 0-d)
-        agreed = {name: value.cpu().reshape(-1) for name, value in coverage.compute().items()}
-        times, nonfinite = agreed["times"], agreed["nonfinite"]
-
+        # every rank computes every task, in the same order: each compute() gathers that task's rows
+        results = {task: stitched.compute() for task, stitched in self._tasks.items()}
+        self.stitched = {(session, task): out for task, stitched in self._tasks.items()
+                         for session, out in stitched.stitched.items()}
+        for stitched in self._tasks.values():
+            stitched.reset()  # free the rows
         values: dict[str, float] = {}
         table: list[tuple[str, str, str, float | None, int]] = []
-        for i, (session, task) in enumerate(self._pairs):
-            pool = pools.get((session, task))
-            stitched = pool.stitched() if pool is not None and pool.n_times > 0 else None
-            for name, metric in self.metrics[session][task].items():
+        nonfinite, times = [], []
+        for session, task in self._pairs:
+            out = results[task][session]
+            nonfinite.append(out["nonfinite"])
+            times.append(out["times"])
+            for name in self.metrics[session][task]:
                 key = f"{session}/{task}/{name}/{stage}"
-                if nonfinite[i] > 0 or times[i] == 0:
-                    # same decision on every rank: nobody computes, so nobody waits
-                    value = float("nan") if nonfinite[i] > 0 else None
-                else:
-                    metric.to(device)
-                    if stitched is not None:
-                        metric.update(stitched[0].to(device), stitched[1].to(device))
-                    else:
-                        self._empty_update(metric, agreed, i, device)
-                    with warnings.catch_warnings():
-                        warnings.filterwarnings("ignore", message=r".*compute.* was called before the ``update``")
-                        try:
-                            value = float(metric.compute())
-                        except ValueError as err:  # raised after the states were reduced: same on all ranks
-                            warnings.warn(
-                                f"{key}: {type(metric).__name__} could not be computed ({err}); logged as NaN.",
-                                stacklevel=2,
-                            )
-                            value = float("nan")
-                metric.reset()
+                value = out["values"].get(name)
+                if name in out["errors"]:
+                    warnings.warn(f"{key}: {out['errors'][name]}; logged as NaN.", stacklevel=2)
                 if value is not None:
                     values[key] = value
-                table.append((session, task, name, value, int(times[i])))
-        del pools
+                table.append((session, task, name, value, out["times"]))
 
         average = sum(values.values()) / len(values) if values else float("nan")
         values[f"average_{stage}_metric"] = average
@@ -464,20 +497,8 @@ class _StitchEvaluatorBase(L.Callback):
         if not self.quiet and not sanity and trainer.is_global_zero:
             print(self._format_table(stage, table, average, trainer.current_epoch))
 
-    @staticmethod
-    def _empty_update(metric: torchmetrics.Metric, agreed: dict, i: int, device: torch.device) -> None:
-        """Give a rank without data of this pair an empty update, so that metric states whose shape
-        follows the data (e.g. R2Score's per-output sums) match the other ranks' before reduction."""
-        categorical = bool(agreed["categorical"][i] > 0)
-        preds = _empty_like_width(float(agreed["pred_width"][i]), categorical, device)
-        targets = _empty_like_width(float(agreed["target_width"][i]), categorical, device)
-        try:
-            metric.update(preds, targets)
-        except (RuntimeError, ValueError):
-            metric.reset()  # metrics that refuse empty input keep fixed-shape default states
-
-    def _warn_problems(self, stage: str, nonfinite: torch.Tensor, times: torch.Tensor) -> None:
-        bad = [f"{s}/{t} ({int(nonfinite[i])} rows)" for i, (s, t) in enumerate(self._pairs) if nonfinite[i] > 0]
+    def _warn_problems(self, stage: str, nonfinite: list[int], times: list[int]) -> None:
+        bad = [f"{s}/{t} ({nonfinite[i]} rows)" for i, (s, t) in enumerate(self._pairs) if nonfinite[i] > 0]
         if bad:
             warnings.warn(
                 f"{type(self).__name__}: non-finite predictions or targets (NaN/inf) in {_STAGE_NAMES[stage]} for "
@@ -485,7 +506,7 @@ class _StitchEvaluatorBase(L.Callback):
                 f"average_{stage}_metric is NaN for this epoch.",
                 stacklevel=3,
             )
-        if not bool((times > 0).any()):
+        if not any(n > 0 for n in times) and not bad:
             warnings.warn(
                 f"{type(self).__name__}: the {_STAGE_NAMES[stage]} epoch delivered no predictions for any session "
                 f"(is the dataloader empty, or did the steps not return the evaluator's data?); "
@@ -493,7 +514,7 @@ class _StitchEvaluatorBase(L.Callback):
                 stacklevel=3,
             )
         else:
-            empty = [f"{s}/{t}" for i, (s, t) in enumerate(self._pairs) if times[i] == 0]
+            empty = [f"{s}/{t}" for i, (s, t) in enumerate(self._pairs) if times[i] == 0 and nonfinite[i] == 0]
             if empty:
                 warnings.warn(
                     f"{type(self).__name__}: no predictions in {_STAGE_NAMES[stage]} for {len(empty)} session/task "

@@ -19,7 +19,7 @@ from torch_brain.utils._evaluation import (
     DecodingStitchEvaluator,
     MultiTaskDecodingStitchEvaluator,
 )
-from torch_brain.utils._pooling import _NaNKeys, _stitch_sorted_segments
+from torch_brain.utils._segments import segment_mode, segment_sum, segments
 
 __all__ = [
     "DataForDecodingStitchEvaluator",
@@ -62,13 +62,20 @@ def stitch(timestamps: torch.Tensor, values: torch.Tensor) -> tuple[torch.Tensor
     _check_stitch_inputs(timestamps, values)
     if timestamps.shape[0] == 0:
         return timestamps.clone(), values.clone()
-    try:
-        return _stitch_sorted_segments(timestamps, values)
-    except _NaNKeys:  # found while pooling, at no extra cost
+    seg = segments(timestamps)
+    unique = seg.keys[0]
+    if unique.is_floating_point() and bool(torch.isnan(unique[-1])):  # NaN sorts last
         raise ValueError(
             f"stitch: `timestamps` contains {int(torch.isnan(timestamps).sum())} NaN value(s); NaN times "
             "cannot be grouped. Drop those rows first."
-        ) from None
+        )
+    if values.dtype == torch.long:
+        return unique, segment_mode(seg, values)
+    # half precision is summed in float32, float64 in float64
+    acc = torch.float64 if values.dtype == torch.float64 else torch.float32
+    sums = segment_sum(seg, values.to(acc))
+    counts = seg.counts.view(-1, *([1] * (values.dim() - 1)))
+    return unique, (sums / counts).to(values.dtype)
 
 
 def _check_stitch_inputs(timestamps: torch.Tensor, values: torch.Tensor) -> None:
