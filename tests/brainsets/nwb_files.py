@@ -48,7 +48,9 @@ def write_nwb(
         session_id=session_id,
         subject=Subject(subject_id="mouse7", species="Mus musculus", sex="F", age="P60D"),
     )
-    device = nwb.create_device(name="probe0", description="silicon probe", manufacturer="acme")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # pynwb 3+: manufacturer moves to DeviceModel
+        device = nwb.create_device(name="probe0", description="silicon probe", manufacturer="acme")
     group = nwb.create_electrode_group(name="shank0", description="shank", location="CA1", device=device)
     for _ in range(max(lfp_channels, 1)):
         nwb.add_electrode(group=group, location="CA1")
