@@ -651,7 +651,7 @@ def _read_open(nwb: Any, path: Path, *, brainset: str, session_id: str | None,
         subject=Data(id=str(subject_id), **subject),
         session=Data(id=str(sid), **_description(nwb, (
             "session_description", "identifier", "session_start_time", "experimenter", "lab",
-            "institution", "experiment_description"))),
+            "institution", "experiment_description")), nwb_file=str(path.resolve())),
         device=Data(**device),
         units=units["units"],
         spikes=IrregularTimeSeries(units["spike_times"], unit_index=units["unit_index"], domain=domain),

@@ -8,6 +8,7 @@
 NWB files are read by :func:`torch_brain.brainsets.from_nwb` (data preparation lives in brainsets).
 """
 
+from ._export import EXPORT_FORMATS, export_predictions, nwb_source_of
 from ._pynapple import (
     decoded_to_pynapple,
     from_pynapple,
@@ -17,8 +18,11 @@ from ._pynapple import (
 )
 
 __all__ = [
+    "EXPORT_FORMATS",
     "decoded_to_pynapple",
+    "export_predictions",
     "from_pynapple",
+    "nwb_source_of",
     "spikes_from_tsgroup",
     "spikes_to_tsgroup",
     "to_pynapple",

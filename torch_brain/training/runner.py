@@ -386,6 +386,7 @@ def evaluate(
     stage: str = "test",
     checkpoint: str | Path | None = None,
     run_dir: str | Path | None = None,
+    export: str | None = None,
 ) -> dict[str, Any]:
     """Validates or tests a trained decoder with stitched per-session metrics.
 
@@ -394,9 +395,14 @@ def evaluate(
         stage: ``"validate"`` (valid split) or ``"test"`` (test split).
         checkpoint: a checkpoint path, ``"best"`` (default when known) or ``"last"``.
         run_dir: the run directory (default: from the config).
+        export: also write the stitched predictions with their timestamps and targets:
+            ``"npz"``, ``"pynapple"`` or ``"nwb"`` (a copy of each session's source NWB file with a
+            new processing module), under ``<run_dir>/predictions/<stage>/<format>/`` (see
+            :func:`torch_brain.io.export_predictions`).
 
     Returns:
-        ``{"checkpoint", "average", "sessions": {session: {task: {metric: value}}}, "metrics"}``;
+        ``{"checkpoint", "average", "sessions": {session: {task: {metric: value}}}, "metrics"}``
+        (plus ``"exported"``: the files written, with ``export``);
         also written to ``<run_dir>/metrics_<stage>.json``, with plots under
         ``<run_dir>/plots/<stage>/`` for the test stage.
     """
@@ -406,6 +412,11 @@ def evaluate(
         config = Path(run_dir)
     if isinstance(config, (str, Path)) and Path(config).is_dir() and run_dir is None:
         run_dir = Path(config)
+    if export is not None:
+        from torch_brain.io import EXPORT_FORMATS
+
+        if export not in EXPORT_FORMATS:
+            raise ValueError(f"export must be one of {list(EXPORT_FORMATS)} or None, but got {export!r}.")
     cfg = resolve_config(config, overrides)
     out = _run_dir_of(cfg, run_dir)
     ckpt = _pick_checkpoint(out, checkpoint)
@@ -413,7 +424,8 @@ def evaluate(
     dm = build_datamodule(cfg)
     module = NeuralDecoder.load_from_checkpoint(str(ckpt), map_location="cpu")
     split = "valid" if stage == "validate" else "test"
-    module.collect_predictions = stage == "test" and bool(cfg["logging"]["plots"])
+    plots = stage == "test" and bool(cfg["logging"]["plots"])
+    module.collect_predictions = plots or export is not None
     module.predictions = {}
     trainer = build_trainer(cfg, out, metrics=dm.get_metrics(split), fit=False)
     run = trainer.validate if stage == "validate" else trainer.test
@@ -430,9 +442,17 @@ def evaluate(
         "metrics": dict(sorted(logged.items())),
     }
     atomic_write_text(out / f"metrics_{stage}.json", json.dumps(result, indent=1))
-    if module.collect_predictions:
+    if export is not None:
+        from torch_brain.io import export_predictions
+
+        stitched = {sid: {task: _stitched(store) for task, store in tasks.items() if store["timestamps"]}
+                    for sid, tasks in module.predictions.items()}
+        result["exported"] = [str(p) for p in export_predictions(
+            stitched, out / "predictions" / stage / export, export, data_root=dm.root,
+            description=f"torch_brain {stage} predictions of {ckpt.name}")]
+    if plots:
         result["plots"] = [str(p) for p in _write_eval_plots(cfg, module, out / "plots" / stage)]
-        module.predictions = {}
+    module.predictions = {}
     return result
 
 
