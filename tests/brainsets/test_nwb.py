@@ -275,3 +275,36 @@ def test_real_recording_round_trip_through_nwb(tmp_path, real_data_dir):
     np.testing.assert_array_equal(back.data.position.timestamps, direct.position.timestamps)
     np.testing.assert_array_equal(back.data.position.data, direct.position.pos)
     assert "position_2d" in back.tasks
+
+
+# ----------------------------------------------------------------------------- user path
+@pytest.mark.slow
+def test_prepare_fit_test_export_with_no_hand_written_code(tmp_path, capsys):
+    """The user's path: prepare nwb -> fit the generated config -> test --export nwb."""
+    from pynwb import NWBHDF5IO
+
+    from torch_brain.cli import main
+
+    src = tmp_path / "raw" / "ses01.nwb"
+    src.parent.mkdir()
+    write_nwb(src, seconds=40.0, n_units=10)
+    before = _sha(src)
+    assert main(["prepare", "nwb", str(src.parent), "--root", str(tmp_path / "proc"), "--brainset", "lab",
+                 "--no-progress"]) == 0
+    fit_yaml = tmp_path / "proc" / "lab" / "fit.yaml"
+    assert f"torch-brain fit {fit_yaml}" in capsys.readouterr().out
+    run = tmp_path / "run"
+    tiny = ["trainer.max_steps=2", "model.dim=16", "model.depth=1", "model.dim_head=8", "model.self_heads=2",
+            "data.batch_size=8", "logging.plots=false", "trainer.enable_progress_bar=false"]
+    assert main(["fit", str(fit_yaml), *tiny, "--run-dir", str(run)]) == 0
+    assert main(["test", str(run), "--export", "nwb", "logging.plots=false"]) == 0
+    out = capsys.readouterr().out
+    assert "lab/ses01" in out and "position_2d/r2score" in out
+    exported = run / "predictions" / "test" / "nwb" / "lab_ses01.nwb"
+    assert f"exported: {exported}" in out
+    assert _sha(src) == before
+    with NWBHDF5IO(str(exported), "r") as io:
+        module = io.read().processing["torch_brain_decoding"]
+        t = module["position_2d_decoded"].timestamps[:]
+        assert module["position_2d_decoded"].data.shape == (t.size, 2) and t.size > 0
+        assert np.all(np.diff(t) > 0)
