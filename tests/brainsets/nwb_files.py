@@ -34,9 +34,10 @@ def write_nwb(
     unsorted_unit: int | None = None,
     spike_outside_obs: bool = False,
     duplicate_ids: bool = False,
+    more_tables: bool = False,
 ) -> dict[str, Any]:
     from pynwb import NWBHDF5IO, NWBFile, TimeSeries
-    from pynwb.behavior import Position, SpatialSeries
+    from pynwb.behavior import BehavioralTimeSeries, CompassDirection, Position, SpatialSeries
     from pynwb.ecephys import ElectricalSeries
     from pynwb.file import Subject
 
@@ -72,6 +73,23 @@ def write_nwb(
     t_speed = np.arange(int(seconds * speed_rate)) / speed_rate
     speed = np.abs(np.sin(t_speed / 3.0))
     behavior.add(TimeSeries(name="speed", data=speed, starting_time=0.0, rate=speed_rate, unit="m/s"))
+    extra: dict[str, Any] = {}
+    if more_tables:
+        heading = np.mod(t_pos, 2 * np.pi)
+        compass = CompassDirection(name="CompassDirection")
+        compass.add_spatial_series(SpatialSeries(name="head_direction", data=heading, timestamps=t_pos,
+                                                 reference_frame="north", unit="radians"))
+        behavior.add(compass)
+        licks = BehavioralTimeSeries(name="BehavioralTimeSeries")
+        lick_rate = (np.arange(int(seconds * 10)) % 7).astype(np.float64)
+        # stored raw in mHz with conversion 1e-3 and offset 0.5: the importer must apply both
+        licks.add_timeseries(TimeSeries(name="lick_rate", data=lick_rate * 1000.0, starting_time=1.0, rate=10.0,
+                                        unit="Hz", conversion=1e-3, offset=0.5))
+        behavior.add(licks)
+        nwb.add_epoch(start_time=0.0, stop_time=seconds / 2, tags=["first"])
+        nwb.add_epoch(start_time=seconds / 2, stop_time=seconds, tags=["second"])
+        nwb.add_invalid_time_interval(start_time=4.0, stop_time=5.0)
+        extra = {"heading": heading, "lick_rate": lick_rate + 0.5}
     # units: rates tuned to position
     spikes = []
     if units:
@@ -114,4 +132,4 @@ def write_nwb(
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
     return {"spikes": spikes, "t_pos": t_pos, "pos": pos_written, "t_speed": t_speed, "speed": speed,
-            "trial_starts": trial_table, "lfp": lfp}
+            "trial_starts": trial_table, "lfp": lfp, **extra}

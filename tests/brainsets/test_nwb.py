@@ -308,3 +308,27 @@ def test_prepare_fit_test_export_with_no_hand_written_code(tmp_path, capsys):
         t = module["position_2d_decoded"].timestamps[:]
         assert module["position_2d_decoded"].data.shape == (t.size, 2) and t.size > 0
         assert np.all(np.diff(t) > 0)
+
+
+def test_compass_behavioral_timeseries_epochs_and_invalid_times(tmp_path):
+    path = tmp_path / "more.nwb"
+    ref = write_nwb(path, seconds=20.0, n_units=3, more_tables=True)
+    rep = read_nwb(path)
+    data = rep.data
+    np.testing.assert_array_equal(data.head_direction.data, ref["heading"])
+    assert data.series_info.head_direction.container == "CompassDirection"
+    assert data.series_info.head_direction.unit == "radians"
+    # data * conversion + offset, rate form starting at 1 s
+    assert isinstance(data.lick_rate, RegularTimeSeries) and data.lick_rate.domain_start == 1.0
+    np.testing.assert_allclose(data.lick_rate.data, ref["lick_rate"], rtol=0, atol=1e-12)
+    assert data.series_info.lick_rate.container == "BehavioralTimeSeries"
+    np.testing.assert_array_equal(data.epochs.start, [0.0, 10.0])
+    assert any(w == "intervals/epochs/tags" and "ragged" in why for w, why in rep.skipped)
+    np.testing.assert_array_equal(data.invalid_times.start, [4.0])
+    # no split covers the invalid time
+    for name in ("train", "valid", "test"):
+        iv = getattr(data, f"{name}_domain")
+        assert len(iv & type(iv)(4.0, 5.0)) == 0
+    # head direction (1-D angle) and lick rate match no registered modality: kept, not tasks
+    assert set(rep.tasks) == {"position_2d", "running_speed"}
+    assert any("head_direction" in line and "no registered modality" in line for line in rep.found)

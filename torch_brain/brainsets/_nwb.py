@@ -51,15 +51,16 @@ _RESERVED = {
     "brainset", "subject", "session", "device", "units", "spikes", "obs_intervals", "domain",
     "train_domain", "valid_domain", "test_domain", "series_info", "config", "trials",
 }
-# built-in modalities a behaviour series can be decoded as: (name keyword, dim) -> modality
+# built-in modalities a behaviour series can be decoded as, first match wins: (word groups, dim,
+# modality); every group needs a word of the series' path starting with one of its prefixes
 _TASK_RULES = (
-    (("position", "pos", "xy", "location"), 2, "position_2d"),
-    (("linear", "position", "pos", "track"), 1, "linear_position"),
-    (("speed",), 1, "running_speed"),
-    (("cursor_vel", "cursor_velocity"), 2, "cursor_velocity_2d"),
-    (("cursor",), 2, "cursor_position_2d"),
-    (("hand",), 2, "hand_velocity_2d"),
-    (("arm",), 2, "arm_velocity_2d"),
+    ((("cursor",), ("vel",)), 2, "cursor_velocity_2d"),
+    ((("cursor",), ("pos",)), 2, "cursor_position_2d"),
+    ((("hand",), ("vel",)), 2, "hand_velocity_2d"),
+    ((("arm",), ("vel",)), 2, "arm_velocity_2d"),
+    ((("position", "pos", "xy", "location"),), 2, "position_2d"),
+    ((("linear", "position", "pos", "track"),), 1, "linear_position"),
+    ((("speed",),), 1, "running_speed"),
 )
 _END_PAD = 1e-6  # the recording's domain is half-open: the last event must lie inside it
 
@@ -378,9 +379,11 @@ def _read_series(series: Any) -> tuple[Any, dict[str, Any], str]:
 
 
 def _task_for(name: str, dim: int, used: set[str]) -> str | None:
-    low = name.lower()
-    for keywords, rule_dim, modality in _TASK_RULES:
-        if dim == rule_dim and modality not in used and any(k in low for k in keywords):
+    # words of the path: "Position/position_xy" -> position, position, xy; camelCase is split too
+    words = [w.lower() for w in re.findall(r"[A-Z]?[a-z]+|[A-Z]+(?![a-z])|[0-9]+", name)]
+    for groups, rule_dim, modality in _TASK_RULES:
+        if dim == rule_dim and modality not in used and all(
+                any(w.startswith(k) for k in group for w in words) for group in groups):
             return modality
     return None
 
@@ -536,6 +539,8 @@ def read_nwb(
         ImportError: pynwb is not installed (``pip install 'torch_brain[nwb]'``).
     """
     ratios = _common.check_ratios(split_ratios)
+    if split_by not in SPLIT_MODES:
+        raise ValueError(f"split_by must be one of {list(SPLIT_MODES)}, but got {split_by!r}.")
     if not (isinstance(n_blocks, (int, np.integer)) and not isinstance(n_blocks, bool) and n_blocks >= 1):
         raise ValueError(f"n_blocks must be a positive integer, but got {n_blocks!r}.")
     p = _check_nwb_path(path)
@@ -630,10 +635,18 @@ def _read_open(nwb: Any, path: Path, *, brainset: str, session_id: str | None,
     if units["obs"] is not None and len(units["obs"]):
         starts.append(np.array([units["obs"].start.min()]))
         ends.append(np.array([units["obs"].end.max()]))
+    if not any(s.size for s in starts):
+        raise ValueError(f"path: {str(path)!r} holds no spikes and no timed data; nothing to import.")
     t0 = float(min(np.min(s) for s in starts if s.size))
     t1 = float(max(np.max(e) for e in ends if e.size)) + _END_PAD
     domain = Interval(np.array([t0]), np.array([t1]))
     splits, split_note = _splits(domain, attrs.get("trials"), split_by, ratios, split_seed, n_blocks)
+    invalid = attrs.get("invalid_times")
+    if invalid is not None and len(invalid):
+        # NWB's invalid_times mark data not to analyse: no split samples from them
+        cut = Interval(invalid.start, invalid.end)
+        splits = {k: v.difference(cut) for k, v in splits.items()}
+        split_note += f"; {len(invalid)} invalid_times interval(s) ({cut.coalesce().total_duration():.4g} s) cut out"
     found.append(f"splits: {split_note}")
     sid = session_id or nwb.session_id or path.stem
     subject = _description(nwb.subject, ("subject_id", "species", "sex", "age", "genotype", "strain",
