@@ -332,3 +332,21 @@ def test_compass_behavioral_timeseries_epochs_and_invalid_times(tmp_path):
     # head direction (1-D angle) and lick rate match no registered modality: kept, not tasks
     assert set(rep.tasks) == {"position_2d", "running_speed"}
     assert any("head_direction" in line and "no registered modality" in line for line in rep.found)
+
+
+def test_overlapping_obs_intervals_cover_their_union(tmp_path):
+    import datetime as dt
+
+    from pynwb import NWBHDF5IO, NWBFile
+
+    nwb = NWBFile(session_description="obs", identifier="obs",
+                  session_start_time=dt.datetime(2020, 1, 1, tzinfo=dt.timezone.utc))
+    # spike at 4 s: inside [0, 5] though the latest-starting interval [1, 2] ends before it
+    nwb.add_unit(spike_times=[0.5, 4.0], obs_intervals=[[0.0, 5.0], [1.0, 2.0]], id=0)
+    nwb.add_unit(spike_times=[6.5], obs_intervals=[[6.0, 7.0]], id=1)
+    path = tmp_path / "obs.nwb"
+    with NWBHDF5IO(str(path), "w") as io:
+        io.write(nwb)
+    data = from_nwb(path)
+    np.testing.assert_array_equal(data.spikes.timestamps, [0.5, 4.0, 6.5])
+    np.testing.assert_array_equal(data.obs_intervals.unit_index, [0, 0, 1])

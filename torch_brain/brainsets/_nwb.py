@@ -252,12 +252,16 @@ def _read_units(nwb: Any, path: Path, fix_spikes: bool, found: list[str],
         for u in range(ids.size):  # per unit: spike inside any of its [start, end] observation intervals
             lo, hi = ends[u] - counts[u], ends[u]
             sel = o_unit == u
-            s, e = o_flat[sel, 0], o_flat[sel, 1]
+            if not sel.any():  # no observation intervals given for this unit: nothing to check
+                inside[lo:hi] = True
+                continue
+            order_u = np.argsort(o_flat[sel, 0], kind="stable")
+            s_u = o_flat[sel, 0][order_u]
+            reach = np.maximum.accumulate(o_flat[sel, 1][order_u])  # overlapping intervals are fine
             t = flat[lo:hi]
-            k = np.searchsorted(np.sort(s), t, side="right") - 1
-            e_sorted = e[np.argsort(s)]
+            k = np.searchsorted(s_u, t, side="right") - 1
             ok = k >= 0
-            ok[ok] = t[ok] <= e_sorted[k[ok]]
+            ok[ok] = t[ok] <= reach[k[ok]]
             inside[lo:hi] = ok
         n_out = int((~inside).sum())
         if n_out:
