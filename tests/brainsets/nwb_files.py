@@ -49,9 +49,11 @@ def write_nwb(
         session_id=session_id,
         subject=Subject(subject_id="mouse7", species="Mus musculus", sex="F", age="P60D"),
     )
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # pynwb 3+: manufacturer moves to DeviceModel
-        device = nwb.create_device(name="probe0", description="silicon probe", manufacturer="acme")
+    from pynwb.device import DeviceModel  # NWB 2.9+: the maker lives on a DeviceModel
+
+    model = DeviceModel(name="probe-x", manufacturer="acme", description="64-site silicon probe")
+    nwb.add_device_model(model)
+    device = nwb.create_device(name="probe0", description="silicon probe", model=model)
     group = nwb.create_electrode_group(name="shank0", description="shank", location="CA1", device=device)
     for _ in range(max(lfp_channels, 1)):
         nwb.add_electrode(group=group, location="CA1")

@@ -62,7 +62,7 @@ def test_trials_behaviour_and_description(nwb_file):
     assert data.series_info.speed.unit == "m/s"
     assert data.subject.id == "mouse7" and data.subject.species == "Mus musculus"
     assert data.session.id == "ses01" and data.session.session_start_time.startswith("2024-01-02T03:04:05")
-    assert data.device.id == "probe0" and data.device.manufacturer == "acme"
+    assert data.device.id == "probe0" and data.device.model_manufacturer == "acme"
 
 
 def test_report_lists_tasks_and_skipped_lfp(nwb_file):

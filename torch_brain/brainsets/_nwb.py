@@ -660,6 +660,9 @@ def _read_open(nwb: Any, path: Path, *, brainset: str, session_id: str | None,
     device = {"id": devices[0].name if devices else f"{sid}_device"}
     if devices:
         device.update(_description(devices[0], ("description", "manufacturer")))
+        model = getattr(devices[0], "model", None)  # NWB 2.9+: maker and model name on a DeviceModel
+        if model is not None and not isinstance(model, str):
+            device.update({f"model_{k}": v for k, v in _description(model, ("name", "manufacturer")).items()})
         if len(devices) > 1:
             device["all"] = ", ".join(d.name for d in devices)
     data = Data(
