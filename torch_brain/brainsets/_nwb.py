@@ -275,7 +275,9 @@ def _read_units(nwb: Any, path: Path, fix_spikes: bool, found: list[str],
                 )
             found.append(f"units: dropped {n_out} spike(s) outside obs_intervals of {bad_u.size} unit(s) (fix_spikes)")
             flat, unit_index = flat[inside], unit_index[inside]
-    order = np.lexsort((unit_index, flat))
+    # unit_index is non-decreasing here, so a stable sort by time orders ties by unit, as
+    # lexsort((unit_index, flat)) would, in about half the time
+    order = np.argsort(flat, kind="stable")
     spike_times, unit_index = flat[order], unit_index[order]
     columns = _table_columns(units, "units", ("spike_times", "obs_intervals", "electrode_group"), skipped)
     if "electrode_group" in units.colnames:
