@@ -247,18 +247,24 @@ def test_cli_prepare_nwb_prints_found_and_skipped(tmp_path, nwb_file, capsys):
 @pytest.mark.real_data
 @pytest.mark.slow
 def test_real_recording_round_trip_through_nwb(tmp_path, real_data_dir):
-    """nelpy hippocampus (direct importer) -> NWB written with pynwb -> read_nwb: identical."""
+    """nelpy hippocampus (direct importer) -> NWB written with pynwb -> prepare_nwb: identical spikes
+    and position, and the same ridge decoding figure on the same splits."""
     import datetime as dt
 
     from pynwb import NWBHDF5IO, NWBFile
     from pynwb.behavior import Position, SpatialSeries
 
-    from torch_brain.brainsets import build_nelpy_hippocampus
+    from torch_brain.baselines import run_baseline
+    from torch_brain.brainsets import prepare
+    from torch_brain.data._hdf5 import write_object
 
-    direct = build_nelpy_hippocampus(real_data_dir / "nelpy-hippocampus" / "linear-track")
+    raw = real_data_dir / "nelpy-hippocampus" / "linear-track"
+    [direct_path] = prepare("nelpy_hippocampus", tmp_path / "direct", raw_dir=str(raw), progress=False)
+    with h5py.File(direct_path, "r") as f:
+        direct = Data.from_hdf5(f, lazy=False)
     nwb = NWBFile(session_description="nelpy linear track", identifier="nelpy",
                   session_start_time=dt.datetime(2000, 1, 1, tzinfo=dt.timezone.utc), session_id="linear_track")
-    for u, uid in enumerate(direct.units.id):
+    for u in range(len(direct.units.id)):
         nwb.add_unit(spike_times=direct.spikes.timestamps[direct.spikes.unit_index == u], id=u)
     module = nwb.create_processing_module(name="behavior", description="tracking")
     position = Position(name="Position")
@@ -269,12 +275,31 @@ def test_real_recording_round_trip_through_nwb(tmp_path, real_data_dir):
     path = tmp_path / "nelpy.nwb"
     with NWBHDF5IO(str(path), "w") as io:
         io.write(nwb)
-    back = read_nwb(path)
-    np.testing.assert_array_equal(back.data.spikes.timestamps, direct.spikes.timestamps)
-    np.testing.assert_array_equal(back.data.spikes.unit_index, direct.spikes.unit_index)
-    np.testing.assert_array_equal(back.data.position.timestamps, direct.position.timestamps)
-    np.testing.assert_array_equal(back.data.position.data, direct.position.pos)
-    assert "position_2d" in back.tasks
+    out = prepare_nwb([path], tmp_path / "nwb", brainset="nelpy_nwb", progress=False)
+    with h5py.File(out.paths[0], "r") as f:
+        back = Data.from_hdf5(f, lazy=False)
+    np.testing.assert_array_equal(back.spikes.timestamps, direct.spikes.timestamps)
+    np.testing.assert_array_equal(back.spikes.unit_index, direct.spikes.unit_index)
+    np.testing.assert_array_equal(back.position.timestamps, direct.position.timestamps)
+    np.testing.assert_array_equal(back.position.data, direct.position.pos)
+    assert set(out.reports[str(path)].tasks) == {"position_2d"}
+    # same splits (the importer's own are by trials/time of the whole file), then the same decoder
+    with h5py.File(out.paths[0], "r+") as f:
+        for name in ("train", "valid", "test"):
+            del f[f"{name}_domain"]
+            write_object(getattr(direct, f"{name}_domain"), f.create_group(f"{name}_domain"))
+    direct_cfg = [{"selection": [{"brainset": "nelpy_hippocampus"}],
+                   "config": {"multitask_readout": [{"readout_id": "position_2d", "metrics": [
+                       {"metric": {"_target_": "torchmetrics.R2Score"}}]}]}}]
+    scores = []
+    for root, config in ((tmp_path / "direct", direct_cfg), (tmp_path / "nwb", str(out.dataset_config))):
+        result = run_baseline({"name": "r", "data": {"root": str(root), "config": config}},
+                              run_dir=tmp_path / f"ridge_{root.name}")
+        [(sid, tasks)] = result["test"]["sessions"].items()
+        scores.append(tasks["position_2d"]["r2score"])
+    print(f"ridge position_2d test R2: direct importer {scores[0]:.6f}, through NWB {scores[1]:.6f}")
+    assert scores[0] == pytest.approx(scores[1], abs=1e-9)
+    assert scores[0] > 0.1  # a real decoding figure, not a degenerate one
 
 
 # ----------------------------------------------------------------------------- user path
