@@ -375,3 +375,17 @@ def test_overlapping_obs_intervals_cover_their_union(tmp_path):
     data = from_nwb(path)
     np.testing.assert_array_equal(data.spikes.timestamps, [0.5, 4.0, 6.5])
     np.testing.assert_array_equal(data.obs_intervals.unit_index, [0, 0, 1])
+
+
+def test_prepare_refuses_two_files_with_one_session_id_and_reports_no_task(tmp_path):
+    write_nwb(tmp_path / "a.nwb", seconds=6.0, n_units=2, session_id="same")
+    write_nwb(tmp_path / "b.nwb", seconds=6.0, n_units=2, session_id="same")
+    with pytest.raises(ValueError, match="have the same session id 'same'"):
+        prepare_nwb([tmp_path], tmp_path / "proc", progress=False)
+    assert not (tmp_path / "proc").exists()  # refused before anything was written
+    out = prepare_nwb([tmp_path / "a.nwb"], tmp_path / "proc", behavior=["Position/position"],
+                      progress=False, split_by="time")
+    assert out.dataset_config is not None
+    none = prepare_nwb([tmp_path / "b.nwb"], tmp_path / "proc2", behavior=[], progress=False, split_by="time")
+    assert none.dataset_config is None and none.run_config is None
+    assert "no dataset config written" in none.summary()

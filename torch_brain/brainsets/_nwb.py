@@ -739,6 +739,10 @@ class NwbPrepared:
             lines.append(f"wrote {len(self.paths)} session file(s) under {self.paths[0].parent}")
         if self.dataset_config is not None:
             lines.append(f"dataset config: {self.dataset_config}")
+        elif self.paths:
+            lines.append("no dataset config written: no behaviour series matches a registered modality; register "
+                         "one (torch_brain.registry.register_modality) and write a multitask_readout entry "
+                         "with its timestamp_key / value_key (docs/nwb.md)")
         if self.run_config is not None:
             lines.append(f"train with:     torch-brain fit {self.run_config}")
         return "\n".join(lines)

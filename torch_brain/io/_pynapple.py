@@ -12,9 +12,10 @@ torch_brain                              pynapple
 =======================================  ==================================================
 
 A series' ``domain`` is the pynapple ``time_support``. Times and values are copied exactly
-(pynapple keeps float64 times as given). Where pynapple would change the data silently (it merges
-overlapping intervals, drops empty ones and drops samples outside the time support) the conversion
-is refused with the reason instead.
+(pynapple keeps float64 times as given). Where pynapple would change the data (it merges
+overlapping intervals, drops empty ones, shortens touching ones by 1 µs and drops samples outside
+the time support) the conversion is refused with the reason instead (``exact=False`` lets pynapple
+repair intervals its own way).
 """
 
 from __future__ import annotations
@@ -47,28 +48,16 @@ def _nap() -> Any:
     return nap
 
 
-def _interval_set(interval: Any, where: str, columns: bool = True) -> Any:
+def _interval_set(interval: Any, where: str, columns: bool = True, exact: bool = True) -> Any:
     nap = _nap()
     start = np.asarray(interval.start, dtype=np.float64)
     end = np.asarray(interval.end, dtype=np.float64)
-    if start.size:
-        empty = np.flatnonzero(end <= start)
-        if empty.size:
+    if start.size and exact:
+        why = _pynapple_would_change(start, end)
+        if why:
             raise ValueError(
-                f"{where}: {empty.size} interval(s) have no duration (first: row {int(empty[0])}, "
-                f"[{start[empty[0]]!r}, {end[empty[0]]!r})); pynapple's IntervalSet would drop them. Drop them "
-                "first (interval[interval.end > interval.start])."
-            )
-        order = np.argsort(start, kind="stable")
-        if np.any(start[order][1:] < end[order][:-1]):
-            raise ValueError(
-                f"{where}: intervals overlap; pynapple's IntervalSet would merge them and lose their columns. "
-                "Convert interval.coalesce() instead, or one group of non-overlapping rows at a time."
-            )
-        if np.any(order != np.arange(order.size)):
-            raise ValueError(
-                f"{where}: intervals are not sorted by start; pynapple's IntervalSet would reorder them. "
-                "Sort them first with interval.sort()."
+                f"{where}: {why}, so the conversion would not be exact. Fix the intervals first, or pass "
+                "exact=False to let pynapple repair them (with its warnings)."
             )
     meta = {}
     if columns:
@@ -85,16 +74,35 @@ def _interval_set(interval: Any, where: str, columns: bool = True) -> Any:
     return nap.IntervalSet(start=start, end=end, metadata=meta or None)
 
 
-def _support(series: Any, where: str) -> Any:
+def _pynapple_would_change(start: np.ndarray, end: np.ndarray) -> str:
+    """Why pynapple's IntervalSet would alter these intervals ('' when it keeps them as they are)."""
+    empty = np.flatnonzero(end <= start)
+    if empty.size:
+        i = int(empty[0])
+        return (f"{empty.size} interval(s) have no duration (first: row {i}, [{start[i]!r}, {end[i]!r})) "
+                "and pynapple's IntervalSet drops them")
+    if np.any(start[1:] < start[:-1]):
+        return "intervals are not sorted by start (interval.sort() sorts them) and pynapple reorders them"
+    if np.any(start[1:] < end[:-1]):
+        return "intervals overlap and pynapple merges them, losing their columns (interval.coalesce())"
+    touching = np.flatnonzero(start[1:] == end[:-1])
+    if touching.size:
+        i = int(touching[0])
+        return (f"{touching.size} interval(s) end where the next one starts (first: row {i} ends at "
+                f"{end[i]!r}) and pynapple shortens them by 1 microsecond")
+    return ""
+
+
+def _support(series: Any, where: str, exact: bool = True) -> Any:
     dom = series.domain
-    return _interval_set(dom, f"{where}.domain", columns=False) if len(dom) else None
+    return _interval_set(dom, f"{where}.domain", columns=False, exact=exact) if len(dom) else None
 
 
-def _series(series: Any, column: str | None, where: str) -> Any:
+def _series(series: Any, column: str | None, where: str, exact: bool = True) -> Any:
     nap = _nap()
     t = np.asarray(series.timestamps, dtype=np.float64)
     cols = [k for k in series.keys() if k != "timestamps" and k not in series.timekeys()]
-    support = _support(series, where)
+    support = _support(series, where, exact)
     if column is not None and column not in cols:
         raise ValueError(f"{where}: column={column!r} is not a column; columns are {cols}.")
     if column is None and not cols:
@@ -118,7 +126,7 @@ def _series(series: Any, column: str | None, where: str) -> Any:
     return out
 
 
-def spikes_to_tsgroup(spikes: Any, units: Any | None = None, where: str = "spikes") -> Any:
+def spikes_to_tsgroup(spikes: Any, units: Any | None = None, where: str = "spikes", exact: bool = True) -> Any:
     """A ``TsGroup`` (key ``i`` = unit ``i``) from spikes with ``unit_index`` and optional ``units``.
 
     Metadata: ``unit_id`` (``units.id``) and every other 1-D column of ``units``.
@@ -136,7 +144,7 @@ def spikes_to_tsgroup(spikes: Any, units: Any | None = None, where: str = "spike
                 meta["unit_id" if key == "id" else key] = arr
     order = np.argsort(idx, kind="stable")  # stable: each unit's times stay sorted
     bounds = np.searchsorted(idx[order], np.arange(n + 1))
-    support = _support(spikes, where)
+    support = _support(spikes, where, exact)
     group = {u: nap.Ts(t=t[order[bounds[u]:bounds[u + 1]]], time_support=support) for u in range(n)}
     if sum(len(ts) for ts in group.values()) != t.size:
         raise ValueError(f"{where}: some spikes lie outside the domain and pynapple would drop them.")
@@ -176,7 +184,7 @@ def _interval_from(iset: Any) -> Any:
     return Interval(start, end, **meta)
 
 
-def to_pynapple(obj: Any, *, column: str | None = None) -> Any:
+def to_pynapple(obj: Any, *, column: str | None = None, exact: bool = True) -> Any:
     """Convert a torch_brain object to pynapple.
 
     Args:
@@ -187,10 +195,13 @@ def to_pynapple(obj: Any, *, column: str | None = None) -> Any:
             ``"domain"``: ``IntervalSet``).
         column: for a series, the column to convert (default: its only column; several 1-D columns
             become one ``TsdFrame`` whose columns are their names).
+        exact: refuse intervals pynapple would change (empty, unsorted, overlapping or touching
+            ones: it drops, reorders, merges, or shortens them by 1 µs). ``False`` hands them to
+            pynapple as they are, which repairs them with its own warnings.
 
     Raises:
-        ValueError: data pynapple would change silently (overlapping, empty or unsorted intervals;
-            samples outside the domain), or an ambiguous series without ``column``.
+        ValueError: data pynapple would change (overlapping, touching, empty or unsorted intervals
+            with ``exact``; samples outside the domain), or an ambiguous series without ``column``.
         ImportError: pynapple is not installed.
 
     Example:
@@ -200,11 +211,11 @@ def to_pynapple(obj: Any, *, column: str | None = None) -> Any:
     from torch_brain.data import Data, Interval, IrregularTimeSeries, RegularTimeSeries
 
     if isinstance(obj, Interval):
-        return _interval_set(obj, "Interval")
+        return _interval_set(obj, "Interval", exact=exact)
     if isinstance(obj, IrregularTimeSeries) and "unit_index" in obj.keys() and column is None:
-        return spikes_to_tsgroup(obj)
+        return spikes_to_tsgroup(obj, exact=exact)
     if isinstance(obj, (IrregularTimeSeries, RegularTimeSeries)):
-        return _series(obj, column, type(obj).__name__)
+        return _series(obj, column, type(obj).__name__, exact)
     if isinstance(obj, Data):
         out: dict[str, Any] = {}
         left_out: list[str] = []
@@ -212,24 +223,24 @@ def to_pynapple(obj: Any, *, column: str | None = None) -> Any:
             value = getattr(obj, key)
             try:
                 if key == "spikes" and "units" in obj.keys():
-                    out["units"] = spikes_to_tsgroup(value, obj.units, "spikes")
+                    out["units"] = spikes_to_tsgroup(value, obj.units, "spikes", exact)
                 elif isinstance(value, Interval):
-                    out[key] = _interval_set(value, key)
+                    out[key] = _interval_set(value, key, exact=exact)
                 elif isinstance(value, (IrregularTimeSeries, RegularTimeSeries)):
                     cols = [k for k in value.keys() if k not in value.timekeys()]
                     if "unit_index" in cols:
-                        out[key] = spikes_to_tsgroup(value, where=key)
+                        out[key] = spikes_to_tsgroup(value, where=key, exact=exact)
                     elif len(cols) > 1 and any(np.ndim(getattr(value, c)) != 1 for c in cols):
-                        out.update({f"{key}.{c}": _series(value, c, key) for c in cols})
+                        out.update({f"{key}.{c}": _series(value, c, key, exact) for c in cols})
                     else:
-                        out[key] = _series(value, None, key)
+                        out[key] = _series(value, None, key, exact)
             except ValueError as err:  # one attribute pynapple cannot hold exactly: say so, keep the rest
                 left_out.append(f"{key} ({err})")
         if left_out:
             warnings.warn(f"to_pynapple: left out {len(left_out)} attribute(s): {'; '.join(left_out)}",
                           stacklevel=2)
         if obj.domain is not None:
-            out["domain"] = _interval_set(obj.domain, "domain", columns=False)
+            out["domain"] = _interval_set(obj.domain, "domain", columns=False, exact=exact)
         return out
     raise TypeError(
         f"to_pynapple: expected an Interval, IrregularTimeSeries, RegularTimeSeries or Data, but got "
