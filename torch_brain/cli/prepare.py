@@ -74,7 +74,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="*", metavar="FILE_OR_DIR",
                         help="prepare nwb: NWB files or folders (searched for *.nwb)")
     nwb = parser.add_argument_group("prepare nwb")
-    nwb.add_argument("--brainset", dest="nwb_brainset", default="nwb",
+    nwb.add_argument("--brainset", dest="nwb_brainset", default="nwb", metavar="NAME",
                      help="brainset name (output folder ROOT/BRAINSET; default: nwb)")
     nwb.add_argument("--behavior", dest="nwb_behavior", nargs="+", default=None, metavar="PATH",
                      help="behaviour series to read, e.g. Position/position (default: all)")
@@ -84,6 +84,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                      help="auto: by trials when the file has trials, else by time")
     nwb.add_argument("--fix-spikes", dest="nwb_fix_spikes", action="store_true",
                      help="sort unsorted spike times and drop spikes outside obs_intervals (counted)")
-    nwb.add_argument("--chunk-rows", dest="nwb_chunk_rows", type=int, default=100_000,
+    nwb.add_argument("--chunk-rows", dest="nwb_chunk_rows", type=int, default=100_000, metavar="ROWS",
                      help="samples per chunk when copying continuous data")
     parser.set_defaults(func=_run)
