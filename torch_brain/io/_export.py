@@ -19,7 +19,7 @@ import re
 import shutil
 import warnings
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Mapping
 
 import numpy as np
 
