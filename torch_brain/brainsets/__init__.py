@@ -8,11 +8,16 @@ brainsets (see :func:`list_brainsets`):
 * ``nelpy_hippocampus`` — real rat hippocampus on a linear track (spike times, position);
 * ``brochier_grasp`` — real macaque reach-to-grasp trials (1 ms rasters, grip type).
 
+Your own NWB files: :func:`from_nwb` / :func:`read_nwb` (one file as ``Data``) and
+:func:`prepare_nwb` (files -> a brainset folder plus a dataset config), also
+``torch-brain prepare nwb FILE_OR_DIR... --root DIR --brainset NAME``.
+
 From the shell: ``python -m torch_brain.brainsets NAME --root DIR [--option ...]``.
 """
 
 from . import _preparers  # noqa: F401  (registers the bundled preparers)
 from ._brochier import build_brochier_grasp, read_brochier_grasp
+from ._nwb import NwbImport, NwbPrepared, from_nwb, list_behavior_paths, prepare_nwb, read_nwb
 from ._nelpy import build_nelpy_hippocampus, read_nelpy_linear_track
 from ._registry import (
     BRAINSET_REGISTRY,
@@ -36,6 +41,8 @@ from ._synthetic import (
 __all__ = [
     "BRAINSET_REGISTRY",
     "BrainsetPreparer",
+    "NwbImport",
+    "NwbPrepared",
     "Option",
     "SubjectStats",
     "add_prepare_arguments",
@@ -43,12 +50,16 @@ __all__ = [
     "build_nelpy_hippocampus",
     "build_spykesml_m1",
     "build_synthetic_reaching_session",
+    "from_nwb",
     "get_preparer",
+    "list_behavior_paths",
     "list_brainsets",
     "prepare",
+    "prepare_nwb",
     "prepare_from_args",
     "read_brochier_grasp",
     "read_nelpy_linear_track",
+    "read_nwb",
     "read_spykesml_m1",
     "register_brainset",
     "simulate_reaching_session",

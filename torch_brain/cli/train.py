@@ -46,9 +46,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     from torch_brain.training import evaluate
 
     result = evaluate(*split_config_and_overrides(args.config, args.overrides), stage=args.command, checkpoint=args.checkpoint,
-                      run_dir=args.run_dir)
+                      run_dir=args.run_dir, export=getattr(args, "export", None))
     print(format_table(result["sessions"], title=f"{args.command}: {result['checkpoint']}"))
     print(f"average metric: {result['average']}")
+    for path in result.get("exported", []):
+        print(f"exported: {path}")
     return 0
 
 
@@ -87,6 +89,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         _common(p, "a run directory or a YAML config")
         p.add_argument("--checkpoint", default=None,
                        help="best (default when known), last, or a checkpoint path")
+        p.add_argument("--export", choices=["npz", "nwb", "pynapple"], default=None,
+                       help="also write the stitched predictions (timestamps, predictions, targets) per "
+                            "session and task under RUN/predictions/; nwb: into a copy of the source file")
         p.set_defaults(func=_evaluate)
 
     p = subparsers.add_parser(

@@ -388,6 +388,19 @@ def session_table(metrics: Mapping[str, float], stage: str) -> dict[str, dict[st
     return {s: table[s] for s in sorted(table)}
 
 
+def _evaluator_stitched(trainer: L.Trainer) -> dict[str, dict[str, tuple[np.ndarray, ...]]]:
+    """``{session: {task: (times (s), predictions, targets)}}`` as NumPy arrays, from the
+    evaluator's stitched rows of the last evaluation (the ones the metrics scored)."""
+    from torch_brain.utils.stitcher import MultiTaskDecodingStitchEvaluator
+
+    out: dict[str, dict[str, tuple[np.ndarray, ...]]] = {}
+    for evaluator in trainer.callbacks:
+        if isinstance(evaluator, MultiTaskDecodingStitchEvaluator):
+            for (sid, task), rows in evaluator.stitched.items():
+                out.setdefault(sid, {})[task] = tuple(x.detach().cpu().numpy() for x in rows)
+    return out
+
+
 def _write_eval_plots(config: Mapping[str, Any], trainer: L.Trainer, specs: Mapping[str, Any],
                       folder: Path) -> list[Path]:
     """Plots of the evaluator's stitched predictions (the ones the metrics scored)."""
@@ -420,6 +433,7 @@ def evaluate(
     stage: str = "test",
     checkpoint: str | Path | None = None,
     run_dir: str | Path | None = None,
+    export: str | None = None,
 ) -> dict[str, Any]:
     """Validates or tests a trained decoder with stitched per-session metrics.
 
@@ -428,9 +442,14 @@ def evaluate(
         stage: ``"validate"`` (valid split) or ``"test"`` (test split).
         checkpoint: a checkpoint path, ``"best"`` (default when known) or ``"last"``.
         run_dir: the run directory (default: from the config).
+        export: also write the stitched predictions with their timestamps and targets:
+            ``"npz"``, ``"pynapple"`` or ``"nwb"`` (a copy of each session's source NWB file with a
+            new processing module), under ``<run_dir>/predictions/<stage>/<format>/`` (see
+            :func:`torch_brain.io.export_predictions`).
 
     Returns:
-        ``{"checkpoint", "average", "sessions": {session: {task: {metric: value}}}, "metrics"}``;
+        ``{"checkpoint", "average", "sessions": {session: {task: {metric: value}}}, "metrics"}``
+        (plus ``"exported"``: the files written, with ``export``);
         also written to ``<run_dir>/metrics_<stage>.json``, with plots under
         ``<run_dir>/plots/<stage>/`` for the test stage.
     """
@@ -440,6 +459,11 @@ def evaluate(
         config = Path(run_dir)
     if isinstance(config, (str, Path)) and Path(config).is_dir() and run_dir is None:
         run_dir = Path(config)
+    if export is not None:
+        from torch_brain.io import EXPORT_FORMATS
+
+        if export not in EXPORT_FORMATS:
+            raise ValueError(f"export must be one of {list(EXPORT_FORMATS)} or None, but got {export!r}.")
     cfg = resolve_config(config, overrides)
     out = _run_dir_of(cfg, run_dir)
     ckpt = _pick_checkpoint(out, checkpoint)
@@ -466,6 +490,12 @@ def evaluate(
         "metrics": dict(sorted(logged.items())),
     }
     atomic_write_text(out / f"metrics_{stage}.json", json.dumps(result, indent=1))
+    if export is not None:
+        from torch_brain.io import export_predictions
+
+        result["exported"] = [str(p) for p in export_predictions(
+            _evaluator_stitched(trainer), out / "predictions" / stage / export, export, data_root=dm.root,
+            description=f"torch_brain {stage} predictions of {ckpt.name}")]
     if stage == "test" and cfg["logging"]["plots"]:
         result["plots"] = [str(p) for p in _write_eval_plots(cfg, trainer, module.specs, out / "plots" / stage)]
     return result
