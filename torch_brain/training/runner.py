@@ -488,8 +488,9 @@ def finetune(
         )
     cfg["finetune"]["checkpoint"] = str(ckpt_in)
     out = _run_dir_of(cfg, run_dir)
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    dump_config(cfg, out / "config.yaml")
+    if _launched_as_rank_zero():  # other DDP ranks re-run this command: rank 0 made the folder
+        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        dump_config(cfg, out / "config.yaml")
     _seed(cfg)
     dm = build_datamodule(cfg)
     saved = torch.load(ckpt_in, map_location="cpu", weights_only=True)
@@ -533,6 +534,7 @@ def finetune(
     summary = _final_summary(out, trainer)
     summary.update({"pretrained": str(ckpt_in), "new_units": len(new_units),
                     "new_sessions": new_sessions, "unit_identification_steps": steps_uid})
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
-    _plot_history(cfg, out)
+    if trainer.is_global_zero:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+        _plot_history(cfg, out)
     return summary
