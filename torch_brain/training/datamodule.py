@@ -70,7 +70,7 @@ class _ResumableBatchSampler(torch.utils.data.DistributedSampler):
 
     def __init__(self, sampler: Any, batch_size: int, seed: int, drop_last: bool = False,
                  num_replicas: int = 1, rank: int = 0) -> None:
-        self.sampler = _EpochTracker(sampler)  # Lightning calls batch_sampler.sampler.set_epoch
+        self.sampler = _EpochTracker(sampler)  # set_epoch (below) forwards the epoch to it
         self.batch_size = int(batch_size)
         self.seed = int(seed)
         self.drop_last = bool(drop_last)

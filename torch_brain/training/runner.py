@@ -534,7 +534,10 @@ def finetune(
             "--checkpoint PATH or set finetune.checkpoint."
         )
     cfg["finetune"]["checkpoint"] = str(ckpt_in)
-    out = check_run_dir(_run_dir_of(cfg, run_dir), resume=resume, overwrite=overwrite)
+    rank_zero = _launched_as_rank_zero()  # other DDP ranks re-run this command: rank 0 made the folder
+    out = _run_dir_of(cfg, run_dir)
+    if rank_zero:
+        check_run_dir(out, resume=resume, overwrite=overwrite)
     _seed(cfg)
     dm = build_datamodule(cfg)
     saved = read_checkpoint(ckpt_in, "the pretrained checkpoint (--checkpoint / finetune.checkpoint)")
@@ -546,8 +549,9 @@ def finetune(
     module = NeuralDecoder(model, optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            normalization=cfg["normalization"]["mode"],
                            compile=bool(cfg["trainer"]["compile"]))
-    prepare_run_dir(out, resume=resume, overwrite=overwrite)
-    dump_config(cfg, out / "config.yaml")
+    if rank_zero:
+        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        dump_config(cfg, out / "config.yaml")
     known_units = set(model.unit_emb.vocab or {})
     known_sessions = set(model.session_emb.vocab or {})
     module.init_vocab(dm)
@@ -575,6 +579,7 @@ def finetune(
     summary = _final_summary(out, trainer)
     summary.update({"pretrained": str(ckpt_in), "new_units": len(new_units),
                     "new_sessions": new_sessions, "unit_identification_steps": steps_uid})
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
-    _plot_history(cfg, out)
+    if trainer.is_global_zero:
+        atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
+        _plot_history(cfg, out)
     return summary
