@@ -144,3 +144,18 @@ def test_poyo_with_a_codebook_head(tmp_path):
     torch.testing.assert_close(torch.cat(back(**batch["model_inputs"], unpack_output=True)), torch.cat(unpacked))
     with pytest.raises(ValueError, match="kind 'bins' decodes CONTINUOUS tasks, but 'reach_direction' is MULTINOMIAL"):
         POYO(**TINY, readout_spec="reach_direction", readout_head={"kind": "bins"})
+
+
+def test_vocabularies_are_frozen_parameters_not_buffers():
+    # DDP broadcasts buffers before every forward, which ranks without an evaluation batch never
+    # join; frozen parameters travel in the state dict without that broadcast
+    model = _model({"cursor_velocity_2d": {"kind": "bins", "num_bins": 5}})
+    assert [name for name, _ in model.named_buffers()] == []
+    head = model.readout.projections["cursor_velocity_2d"]
+    assert not head.centres.requires_grad and "readout.projections.cursor_velocity_2d.centres" in model.state_dict()
+    batch = _batch(model)
+    out = model(**batch["model_inputs"])
+    spec = model.readout.readout_specs["cursor_velocity_2d"]
+    head.centres.requires_grad_(True)  # even if a user unfreezes everything, no gradient reaches them
+    spec.loss_fn(out["cursor_velocity_2d"], batch["target_values"]["cursor_velocity_2d"]).backward()
+    assert head.centres.grad is None and head.proj.weight.grad is not None

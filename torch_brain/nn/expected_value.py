@@ -16,7 +16,8 @@ the bin holding the target), a codebook's is the nearest centroid. ``sample_k`` 
 at ``k`` random queries per batch, rescaled so that its expectation is the full loss
 (:class:`SampledLoss`, usable with any readout loss).
 
-Centres and centroids are buffers: they travel in every checkpoint. They are fitted once, from
+Centres and centroids are frozen parameters (``requires_grad=False``, never touched by gradients):
+they travel in every checkpoint, and DDP has no buffer to broadcast. They are fitted once, from
 the training split, by :meth:`BinsHead.fit` / :meth:`CodebookHead.fit`; a head that has not been
 fitted refuses to run.
 """
@@ -253,12 +254,15 @@ class BinsHead(_VocabHead):
             raise ValueError(f"sigma_ratio must be > 0, but got {sigma_ratio!r}.")
         self.out_dim, self.sigma_ratio, self.soft_target = int(out_dim), float(sigma_ratio), soft_target
         self.proj = nn.Linear(dim, self.out_dim * self.num_bins)
-        self.register_buffer("centres", torch.full((self.out_dim, self.num_bins), float("nan")))
+        # a frozen parameter, not a buffer: it travels in the state dict like a buffer, but DDP does
+        # not broadcast it before every forward (a broadcast that ranks without a batch never join)
+        self.centres = nn.Parameter(torch.full((self.out_dim, self.num_bins), float("nan")), requires_grad=False)
 
     def fit(self, values: Any, *, strategy: str = "quantile", task: str = "bins head") -> None:
         """Set the centres from (n, d) training targets (see :func:`quantile_centres`)."""
         values = _check_fit_values(values, self.out_dim, task)
-        self.centres.copy_(quantile_centres(values, self.num_bins, strategy=strategy))
+        with torch.no_grad():
+            self.centres.copy_(quantile_centres(values, self.num_bins, strategy=strategy))
 
     @property
     def is_fitted(self) -> bool:
@@ -269,14 +273,15 @@ class BinsHead(_VocabHead):
 
     def predict(self, logits: Tensor) -> Tensor:
         self._check_fitted(self.centres)
-        return expected_value(logits.reshape(-1, self.out_dim, self.num_bins), self.centres)
+        return expected_value(logits.reshape(-1, self.out_dim, self.num_bins), self.centres.detach())
 
     def ce_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """(n,) cross-entropy against the soft targets, averaged over output dimensions."""
         logits = logits.reshape(-1, self.out_dim, self.num_bins)
         make = hl_gauss_target if self.soft_target == "hl_gauss" else two_hot_target
-        soft = make(target.to(self.centres.dtype), self.centres) if self.soft_target == "two_hot" else \
-            make(target.to(self.centres.dtype), self.centres, self.sigma_ratio)
+        centres = self.centres.detach()
+        soft = make(target.to(centres.dtype), centres) if self.soft_target == "two_hot" else \
+            make(target.to(centres.dtype), centres, self.sigma_ratio)
         return -(soft.to(logits.dtype) * torch.log_softmax(logits, -1)).sum(-1).mean(-1)
 
 
@@ -299,7 +304,7 @@ class CodebookHead(_VocabHead):
         self.num_bins = _check_num_bins(num_bins)
         self.out_dim, self.seed = int(out_dim), int(seed)
         self.proj = nn.Linear(dim, self.num_bins)
-        self.register_buffer("codebook", torch.full((self.num_bins, self.out_dim), float("nan")))
+        self.codebook = nn.Parameter(torch.full((self.num_bins, self.out_dim), float("nan")), requires_grad=False)
 
     def fit(self, values: Any, *, task: str = "codebook head", **_: Any) -> None:
         """Set the centroids by k-means of the (n, d) training target vectors."""
@@ -309,7 +314,8 @@ class CodebookHead(_VocabHead):
                 f"{task}: every training target is {values[0].tolist()}, so there is nothing to cluster; "
                 "use the linear head (kind: linear)."
             )
-        self.codebook.copy_(kmeans(values, self.num_bins, seed=self.seed))
+        with torch.no_grad():
+            self.codebook.copy_(kmeans(values, self.num_bins, seed=self.seed))
 
     @property
     def is_fitted(self) -> bool:
@@ -320,11 +326,11 @@ class CodebookHead(_VocabHead):
 
     def predict(self, logits: Tensor) -> Tensor:
         self._check_fitted(self.codebook)
-        return expected_value(logits, self.codebook)
+        return expected_value(logits, self.codebook.detach())
 
     def ce_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """(n,) cross-entropy against the nearest centroid."""
-        nearest = torch.cdist(target.to(self.codebook.dtype), self.codebook).argmin(1)
+        nearest = torch.cdist(target.to(self.codebook.dtype), self.codebook.detach()).argmin(1)
         return F.cross_entropy(logits, nearest, reduction="none")
 
 
