@@ -179,6 +179,7 @@ class StreamingDecoder:
         self._now: float | None = None
         self._next_update: int | None = None  # index k of the next poll time k * hop
         self.dropped_spikes = 0
+        self.skipped_updates = 0
         self._warned = False
 
     @property
@@ -365,13 +366,25 @@ class StreamingDecoder:
         Returns:
             ``[(t, {task: (dim_task,) tensor}), ...]`` in time order (empty if no update time was
             reached). The first update is the first multiple of ``hop`` at or after the first push.
+            Update times more than ``max_lag`` behind the newest pushed time cannot be decoded any
+            more (their spikes are forgotten): they are skipped with a warning and counted in
+            :attr:`skipped_updates`.
         """
         if self._now is None:
             return []
         out = []
         k = self._next_update
         # update times that fell out of the history (a long gap between polls) are skipped
-        k = max(k, int(math.ceil((self._now - self.max_lag) / self.hop - 1e-9)))
+        oldest = int(math.ceil((self._now - self.max_lag) / self.hop - 1e-9))
+        if oldest > k:
+            self.skipped_updates += oldest - k
+            warnings.warn(
+                f"StreamingDecoder.poll: {oldest - k} update time(s) fell more than max_lag={self.max_lag:g} s behind "
+                "the newest pushed time and were skipped (decoder.skipped_updates counts them); poll after every "
+                "push, push shorter chunks, or build the decoder with a larger max_lag.",
+                stacklevel=2,
+            )
+            k = oldest
         while k * self.hop <= self._now:
             t = k * self.hop
             out.append((t, self.decode(t)))
