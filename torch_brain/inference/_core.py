@@ -81,9 +81,9 @@ class StreamingCore(nn.Module):
             tokens = torch.stack([unit + types[k] for k in (SPIKE_TOKEN, UNIT_START_TOKEN, UNIT_END_TOKEN)])
             kv = enc.to_kv(enc.norm_context(tokens))  # [3, U, 2*H*Dh]
             kv = kv.view(3, len(rows), 2 * enc.heads, -1)  # keys then values per head
-            self.register_buffer("spike_kv", kv[0].contiguous())  # rotated per spike per window
-            self.register_buffer("start_kv", kv[1].contiguous())  # at time 0: angle 0, no rotation
-            self.register_buffer("end_kv", kv[2].contiguous())  # rotated by the window length
+            self.register_buffer("spike_kv", kv[0].clone())  # rotated per spike per window
+            self.register_buffer("start_kv", kv[1].clone())  # at time 0: angle 0, no rotation
+            self.register_buffer("end_kv", kv[2].clone())  # rotated by the window length
             latent_index = torch.as_tensor(model._latent_index)
             latent_times = torch.as_tensor(model._latent_timestamps)
             latents = model.latent_emb(latent_index)  # [L, D]
