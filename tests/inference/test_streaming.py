@@ -216,3 +216,25 @@ def test_decode_with_no_spike_in_the_window(plus):
     ref = offline(plus, np.array([100.0]), np.array([0]), [5.0], 1.0)
     for task in TASKS:
         torch.testing.assert_close(out[task], ref[task][0], rtol=0, atol=1e-5)
+
+
+def test_runs_without_lightning(tmp_path):
+    """Building a decoder from a checkpoint and decoding never imports Lightning."""
+    import subprocess
+    import sys
+
+    from tests.inference.conftest import TINY, vocab
+    from torch_brain.models import POYOPlus
+
+    ckpt = tmp_path / "m.ckpt"
+    torch.save(vocab(POYOPlus(**TINY, readout_specs=TASKS)).state_dict(), ckpt)
+    code = (
+        "import sys\n"
+        "from torch_brain.inference import StreamingDecoder\n"
+        f"dec = StreamingDecoder({str(ckpt)!r}, {SESSION!r})\n"
+        "dec.push([1.0, 1.5], [0, 1])\n"
+        "dec.decode()\n"
+        "assert not any(m.split('.')[0] in ('lightning', 'pytorch_lightning') for m in sys.modules), 'lightning imported'\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
