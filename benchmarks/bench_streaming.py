@@ -17,8 +17,11 @@ own process. ``max_abs_diff_offline`` is the largest difference between the stre
 model's batched offline forward over the same windows. The load average (``os.getloadavg``) is
 recorded before and after each run: the machine is shared.
 
+Besides wall-clock latency, each update's process CPU time is recorded (``cpu_*``): on a shared machine the
+wall time mostly measures the wait for a core, the CPU time what the work costs.
+
 Usage:
-    .venv/bin/python benchmarks/bench_streaming.py [--updates 300] [--skip-peer]
+    .venv/bin/python benchmarks/bench_streaming.py [--updates 300] [--skip-peer] [--configs 64x2,64x1,128x2]
 
 Prints one JSON object.
 """
@@ -92,10 +95,12 @@ def recompute(t):
         return model(**window_tensors(t))[TASK][0]
 
 
-def stats(ms):
-    ms = np.asarray(ms[WARMUP:])
+def stats(ms, cpu):
+    ms, cpu = np.asarray(ms[WARMUP:]), np.asarray(cpu[WARMUP:])
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99)), "max_ms": float(ms.max()),
-            "mean_ms": float(ms.mean()), "updates": int(ms.size)}
+            "mean_ms": float(ms.mean()), "updates": int(ms.size),
+            # CPU time of the process per update (all threads): what the work costs, whatever the wait for a core
+            "cpu_p50_ms": float(np.percentile(cpu, 50)), "cpu_mean_ms": float(cpu.mean())}
 
 
 k0 = int(np.ceil((spike_times[0] + WINDOW) / HOP))
@@ -105,12 +110,13 @@ result = {"dim": DIM, "threads": THREADS, "spikes_per_window": float(RATE * N_UN
 '''
 
 RECOMPUTE_ONLY = COMMON + r'''
-lat = []
+lat, cpu = [], []
 for t in update_times:
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     recompute(t)
     lat.append(1e3 * (time.perf_counter() - t0))
-result["recompute"] = stats(lat)
+    cpu.append(1e3 * (time.process_time() - c0))
+result["recompute"] = stats(lat, cpu)
 result["load_before"], result["load_after"] = load_before, os.getloadavg()
 print(json.dumps(result))
 '''
@@ -124,18 +130,20 @@ first = update_times[0] - HOP
 i = int(np.searchsorted(spike_times, first, side="left"))
 dec.push(spike_times[:i], spike_units[:i], until=first)
 dec.poll()
-lat_stream, lat_full, outs, times = [], [], [], []
+lat_stream, lat_full, cpu_stream, cpu_full, outs, times = [], [], [], [], [], []
 for t in update_times:
     j = int(np.searchsorted(spike_times, t, side="left"))
     chunk_t, chunk_u = spike_times[i:j], spike_units[i:j]
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     dec.push(chunk_t, chunk_u, until=t)
     got = dec.poll()
     lat_stream.append(1e3 * (time.perf_counter() - t0))
+    cpu_stream.append(1e3 * (time.process_time() - c0))
     i = j
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     recompute(t)
     lat_full.append(1e3 * (time.perf_counter() - t0))
+    cpu_full.append(1e3 * (time.process_time() - c0))
     times += [u for u, _ in got]
     outs += [o[TASK] for _, o in got]
 assert np.allclose(times, update_times), "one update per hop"
@@ -149,8 +157,8 @@ with torch.no_grad():
     for k in ("latent_index", "latent_timestamps", "output_session_index", "output_timestamps", "output_decoder_index"):
         stacked[k] = torch.cat([b[k] for b in batch])
     offline = model(**stacked)[TASK]
-result["streaming"] = stats(lat_stream)
-result["recompute"] = stats(lat_full)
+result["streaming"] = stats(lat_stream, cpu_stream)
+result["recompute"] = stats(lat_full, cpu_full)
 result["max_abs_diff_offline"] = float((torch.stack(outs) - offline).abs().max())
 result["load_before"], result["load_after"] = load_before, os.getloadavg()
 print(json.dumps(result))
@@ -170,16 +178,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--updates", type=int, default=300, help="timed updates per configuration (after 20 warm-up)")
     parser.add_argument("--skip-peer", action="store_true", help="only measure ours")
+    parser.add_argument("--configs", default="64x2,64x1,128x2", help="DIMxTHREADS list (default: the issue's three)")
     args = parser.parse_args()
     results = {"benchmark": "streaming", "hop_s": 0.02, "window_s": 1.0, "units": 100, "rate_hz": 20.0,
                "load_start": os.getloadavg(), "configs": {}}
-    for dim, threads in ((64, 2), (64, 1), (128, 2)):
+    for dim, threads in (tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")):
         argv = (str(dim), str(threads), str(args.updates), "1")
         entry = {"ours": _run_ours(STREAMING, *argv)}
         if not args.skip_peer:
             entry["peer"] = run_peer(RECOMPUTE_ONLY, *argv, threads=threads, timeout=1800)
             entry["speedup_p50_vs_peer_recompute"] = entry["peer"]["recompute"]["p50_ms"] / entry["ours"]["streaming"]["p50_ms"]
             entry["speedup_p99_vs_peer_recompute"] = entry["peer"]["recompute"]["p99_ms"] / entry["ours"]["streaming"]["p99_ms"]
+            entry["cpu_ratio_vs_peer_recompute"] = entry["peer"]["recompute"]["cpu_mean_ms"] / entry["ours"]["streaming"]["cpu_mean_ms"]
         entry["speedup_p50_vs_our_recompute"] = entry["ours"]["recompute"]["p50_ms"] / entry["ours"]["streaming"]["p50_ms"]
         results["configs"][f"dim{dim}_threads{threads}"] = entry
     results["load_end"] = os.getloadavg()
