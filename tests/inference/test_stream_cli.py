@@ -44,3 +44,21 @@ def test_stream_cli_unknown_session(tiny_root, tmp_path, capsys):  # noqa: F811
                    "--recording", dataset.get_recording_ids()[-1], "--seconds", "1"])
     assert status == 2
     assert "not in the model's session vocabulary" in capsys.readouterr().err
+
+
+def test_stream_realtime_paces_the_pushes(tiny_root, tmp_path):  # noqa: F811
+    import time
+
+    from torch_brain.inference._replay import replay_recording
+
+    dataset = Dataset(tiny_root)
+    model = POYOPlus(**TINY_MODEL, readout_specs=["cursor_velocity_2d"])
+    model.unit_emb.initialize_vocab(dataset.get_unit_ids())
+    model.session_emb.initialize_vocab(dataset.get_session_ids())
+    ckpt = tmp_path / "m.ckpt"
+    torch.save(model.state_dict(), ckpt)
+    t0 = time.perf_counter()
+    result = replay_recording(ckpt, tiny_root, dataset.get_recording_ids()[0], seconds=0.6, hop=0.05,
+                              realtime=True, compare=False)
+    assert time.perf_counter() - t0 >= 0.55  # the wall clock followed the recording's
+    assert result["updates"] == 12 and "agreement" not in result
