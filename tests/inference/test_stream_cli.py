@@ -1,0 +1,64 @@
+"""``torch-brain stream`` end to end on the tiny synthetic set."""
+
+import json
+
+import torch
+
+from tests.training.tiny_synthetic import TINY_MODEL, tiny_root  # noqa: F401  (fixture)
+from torch_brain.cli import main
+from torch_brain.data import Dataset
+from torch_brain.models import POYOPlus
+
+
+def test_stream_cli_end_to_end(tiny_root, tmp_path, capsys):  # noqa: F811
+    dataset = Dataset(tiny_root)
+    torch.manual_seed(0)
+    model = POYOPlus(**TINY_MODEL, readout_specs=["cursor_velocity_2d"])
+    model.unit_emb.initialize_vocab(dataset.get_unit_ids())
+    model.session_emb.initialize_vocab(dataset.get_session_ids())
+    run = tmp_path / "run"
+    (run / "checkpoints").mkdir(parents=True)
+    torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}},
+               run / "checkpoints" / "last.ckpt")
+    rid = dataset.get_recording_ids()[0]
+    status = main(["stream", "--run-dir", str(run), "--data", str(tiny_root), "--recording", rid,
+                   "--seconds", "2", "--hop", "0.05", "--chunk", "0.02", "--json"])
+    out = capsys.readouterr().out
+    assert status == 0, out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert result["updates"] == 40
+    assert "latency per update (ms): p50" in out
+    agreement = result["agreement"]["cursor_velocity_2d"]
+    assert -1.0 <= agreement["pearson_mean"] <= 1.0
+    assert agreement["max_abs_diff"] >= 0.0
+
+
+def test_stream_cli_unknown_session(tiny_root, tmp_path, capsys):  # noqa: F811
+    dataset = Dataset(tiny_root)
+    model = POYOPlus(**TINY_MODEL, readout_specs=["cursor_velocity_2d"])
+    model.unit_emb.initialize_vocab(dataset.get_unit_ids())
+    model.session_emb.initialize_vocab(dataset.get_session_ids()[:1])
+    ckpt = tmp_path / "m.ckpt"
+    torch.save(model.state_dict(), ckpt)
+    status = main(["stream", "--checkpoint", str(ckpt), "--data", str(tiny_root),
+                   "--recording", dataset.get_recording_ids()[-1], "--seconds", "1"])
+    assert status == 2
+    assert "not in the model's session vocabulary" in capsys.readouterr().err
+
+
+def test_stream_realtime_paces_the_pushes(tiny_root, tmp_path):  # noqa: F811
+    import time
+
+    from torch_brain.inference._replay import replay_recording
+
+    dataset = Dataset(tiny_root)
+    model = POYOPlus(**TINY_MODEL, readout_specs=["cursor_velocity_2d"])
+    model.unit_emb.initialize_vocab(dataset.get_unit_ids())
+    model.session_emb.initialize_vocab(dataset.get_session_ids())
+    ckpt = tmp_path / "m.ckpt"
+    torch.save(model.state_dict(), ckpt)
+    t0 = time.perf_counter()
+    result = replay_recording(ckpt, tiny_root, dataset.get_recording_ids()[0], seconds=0.6, hop=0.05,
+                              realtime=True, compare=False)
+    assert time.perf_counter() - t0 >= 0.55  # the wall clock followed the recording's
+    assert result["updates"] == 12 and "agreement" not in result
