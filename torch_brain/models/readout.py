@@ -105,6 +105,17 @@ class MultitaskReadout(nn.Module):
             # rows in (sample, query) order == order of the chained targets
             outputs[name] = self.projections[name](output_embs[mask])  # [n_task, raw]
             counts[name] = per_sample.tolist()
+        if self.training and outputs and _distributed():
+            # DDP (find_unused_parameters=False, Lightning's "ddp") expects a gradient for every
+            # parameter on every rank; a head whose task has no query in this rank's batch would
+            # get none and the ranks' gradient reductions would pair up wrongly and hang. Tie the
+            # absent heads in with weight 0: their gradient on this rank is exactly 0, which is what
+            # DDP's average counts for a rank without that task anyway.
+            absent = [p for name in self.projections if name not in outputs
+                      for p in self.projections[name].parameters() if p.requires_grad]
+            if absent:
+                first = next(iter(outputs))
+                outputs[first] = outputs[first] + 0.0 * sum(p.sum() for p in absent)
         if not unpack_output:
             return outputs
         batch = output_embs.shape[0]
@@ -115,6 +126,11 @@ class MultitaskReadout(nn.Module):
                 if counts[name][i]:
                     unpacked[i][name] = chunk
         return unpacked
+
+
+def _distributed() -> bool:
+    return torch.distributed.is_available() and torch.distributed.is_initialized() \
+        and torch.distributed.get_world_size() > 1
 
 
 def _check_specs(readout_specs: Any) -> dict:
