@@ -19,12 +19,21 @@ __all__ = ["UnitIdentificationHandle", "freeze_for_unit_identification", "load_p
 _VOCAB_TABLES = ("unit_emb.weight", "session_emb.weight")
 
 
-def _read_checkpoint(path: Path, map_location: Any, weights_only: bool) -> Any:
+def check_torch_file(path: Path, what: str, fix: str) -> None:
+    """Refuses a file that ``torch.save`` / Lightning did not write (neither zip nor legacy pickle).
+
+    Raises:
+        ValueError: naming ``what`` and the file, the bytes it starts with, and ``fix``.
+    """
     with open(path, "rb") as f:
         head = f.read(4)
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: zip (or legacy pickle)
-        raise ValueError(f"load_pretrained: {str(path)!r} is not a checkpoint (not written by torch.save / "
-                         f"Lightning; it starts with {head!r}); pass a .ckpt or a torch.save'd state_dict.")
+        raise ValueError(f"{what} {str(path)!r} is not a checkpoint (not written by torch.save / Lightning; "
+                         f"it starts with {head!r}); {fix}")
+
+
+def _read_checkpoint(path: Path, map_location: Any, weights_only: bool) -> Any:
+    check_torch_file(path, "load_pretrained:", "pass a .ckpt or a torch.save'd state_dict.")
     try:
         return torch.load(path, map_location=map_location, weights_only=weights_only)
     except pickle.UnpicklingError as err:

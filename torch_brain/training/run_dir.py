@@ -25,6 +25,8 @@ import lightning as L
 import torch
 from lightning.pytorch.plugins.io import TorchCheckpointIO
 
+from torch_brain.models._transfer import check_torch_file
+
 __all__ = [
     "AtomicCheckpointIO",
     "HistoryCallback",
@@ -82,11 +84,7 @@ def read_checkpoint(path: str | Path, what: str = "checkpoint") -> dict[str, Any
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{what} {str(path)!r} does not exist; check the path.")
-    with open(path, "rb") as f:
-        head = f.read(4)
-    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch.save: zip (or legacy pickle)
-        raise ValueError(f"{what} {str(path)!r} is not a checkpoint (not a file written by torch.save / "
-                         f"Lightning; it starts with {head!r}); pass a .ckpt file of a torch-brain run.")
+    check_torch_file(path, what, "pass a .ckpt file of a torch-brain run.")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torn zip, foreign pickle: torch raises several types
