@@ -528,6 +528,8 @@ def finetune(
     module = NeuralDecoder(model, optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            normalization=cfg["normalization"]["mode"],
                            compile=bool(cfg["trainer"]["compile"]))
+    build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), max_steps=1)  # throw-away: checks the settings
+    _check_before_writing(cfg, dm)
     prepare_run_dir(out, resume=resume, overwrite=overwrite)
     dump_config(cfg, out / "config.yaml")
     known_units = set(model.unit_emb.vocab or {})
