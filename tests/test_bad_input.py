@@ -331,6 +331,7 @@ CASES = [
     ("cli_lr_negative", lambda c: _fit_cli(c, "optimizer.lr=-0.1"), CLIError, r"lr \(optimizer.lr\) must be a positive number, got -0.1"),
     ("cli_weight_decay_negative", lambda c: _fit_cli(c, "optimizer.weight_decay=-1"), CLIError, r"optimizer 'adamw': .*weight_decay"),
     ("cli_window_length_negative", lambda c: _fit_cli(c, "data.window_length=-1"), CLIError, r"window_length"),
+    ("cli_window_longer_than_intervals", lambda c: _fit_cli(c, "data.window_length=100"), CLIError, r"window_length=100 s is longer than"),
     ("cli_model_dim_zero", lambda c: _fit_cli(c, "model.dim=0"), CLIError, r"dim must be a positive int"),
     ("cli_no_steps", lambda c: _fit_cli(c, "trainer.max_steps=-1", "trainer.max_epochs=-1"), CLIError, r"max_steps > 0 or trainer.max_epochs > 0"),
     ("cli_scheduler_unknown", lambda c: _fit_cli(c, "scheduler.name=cosin"), CLIError, r"cosin.*(cosine)"),
