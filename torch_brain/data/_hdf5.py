@@ -443,9 +443,8 @@ class LazyIrregularTimeSeries(_LazyMixin, IrregularTimeSeries):
             return
         lo, hi = d["_row_range"]
         ts = self._columns["timestamps"].read(lo, hi)
-        # sorted (a NaN anywhere fails ">=") with finite ends: ~5 us for the ~4500 rows of a window
-        if ts.size > 1 and not ((ts[1:] >= ts[:-1]).all() and math.isfinite(ts[0]) and math.isfinite(ts[-1])):
-            column = self._columns["timestamps"].ds
+        if ts.size > 1 and not (np.all(ts[1:] >= ts[:-1]) and np.isfinite(ts[[0, -1]]).all()):
+            column = self._columns["timestamps"].ds  # NaN fails ">=", so this also catches NaN
             raise ValueError(
                 f"IrregularTimeSeries {column.name!r} of {column.file.filename!r}: timestamps {lo}..{hi} are not "
                 "sorted and finite (NaN, inf or a decrease), so windows cannot be cut from it. Re-create the file "
