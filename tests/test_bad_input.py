@@ -4,7 +4,8 @@
 Each row must raise ONE clear error of the expected type (ValueError / TypeError /
 FileNotFoundError), raised by torch_brain's own code (not from deep inside numpy, torch or h5py),
 whose message names what was wrong and how to fix it. No input file may change: every file of
-the fixture folder is checksummed before and after each row.
+the fixture folder (recordings, configs, checkpoints, a finished run) is checksummed before and
+after each row, and a refused call may not leave a new run directory behind.
 
 CLI rows call ``torch_brain.cli.main`` in-process; they expect exit status 2 and a one-line
 ``torch-brain <command>: error: ...`` on stderr without a traceback (raised here as ``CLIError``).
@@ -330,6 +331,7 @@ CASES = [
     ("cli_lr_negative", lambda c: _fit_cli(c, "optimizer.lr=-0.1"), CLIError, r"lr \(optimizer.lr\) must be a positive number, got -0.1"),
     ("cli_weight_decay_negative", lambda c: _fit_cli(c, "optimizer.weight_decay=-1"), CLIError, r"optimizer 'adamw': .*weight_decay"),
     ("cli_window_length_negative", lambda c: _fit_cli(c, "data.window_length=-1"), CLIError, r"window_length"),
+    ("cli_window_longer_than_intervals", lambda c: _fit_cli(c, "data.window_length=100"), CLIError, r"window_length=100 s is longer than"),
     ("cli_model_dim_zero", lambda c: _fit_cli(c, "model.dim=0"), CLIError, r"dim must be a positive int"),
     ("cli_no_steps", lambda c: _fit_cli(c, "trainer.max_steps=-1", "trainer.max_epochs=-1"), CLIError, r"max_steps > 0 or trainer.max_epochs > 0"),
     ("cli_scheduler_unknown", lambda c: _fit_cli(c, "scheduler.name=cosin"), CLIError, r"cosin.*(cosine)"),
@@ -351,6 +353,7 @@ CASES = [
     ("cli_validate_without_checkpoint", lambda c: _cli("validate", c.run_without_ckpt), CLIError, r"no checkpoint in .*run_without_ckpt"),
     ("cli_test_not_a_checkpoint", lambda c: _cli("test", c.run, "--checkpoint", c.text_ckpt), CLIError, r"notes\.ckpt' is not a checkpoint"),
     ("cli_finetune_missing_checkpoint", lambda c: _cli("finetune", c.config_yaml, "--checkpoint", c.base / "none.ckpt", "--run-dir", c.base / "r_ft2"), CLIError, r"none\.ckpt' does not exist"),
+    ("cli_finetune_lr_zero", lambda c: _cli("finetune", c.config_yaml, "optimizer.lr=0", "--checkpoint", c.ckpt, "--run-dir", c.base / "r_ft3"), CLIError, r"lr \(optimizer.lr\) must be a positive number, got 0"),
     ("cli_run_dir_unwritable", lambda c: _fit_cli(c, run_dir=c.outside_file / "run"), CLIError, r"run directory .*a_file.*"),
     ("cli_run_dir_exists", lambda c: _fit_cli(c, run_dir=c.run), CLIError, r"already exists"),
     ("cli_overwrite_with_bad_config", lambda c: _fit_cli(c, "--overwrite", "model.dim=0", run_dir=c.run), CLIError, r"dim must be a positive int, but got 0"),
@@ -386,9 +389,12 @@ def test_table_is_large_and_distinct():
 def test_bad_input(ctx, case_id, trigger, error, match):
     ctx.typo_run, ctx.torn_run = _typo_run, _torn_run
     before = _checksums(ctx.inputs)
+    entries = set(ctx.base.iterdir())
     with pytest.raises(error, match=match) as info:
         trigger(ctx)
     assert _checksums(ctx.inputs) == before, "an input file was modified"
+    made = {p.name for p in set(ctx.base.iterdir()) - entries} - {"typo_run", "torn_run"}  # the rows' own copies
+    assert not made, f"a refused call left {made}"
     if error is not CLIError:
         # raised by torch_brain itself, not by numpy / torch / h5py deep inside
         origin = Path(info.traceback[-1].path).resolve()

@@ -96,15 +96,14 @@ def _wait_for_checkpoint(proc: subprocess.Popen, run: Path, old: int = -1) -> fl
 
 
 @pytest.mark.slow
-def test_sigkill_at_random_moments_then_resume(config_file, straight, tmp_path):
-    reference, train_seconds = straight
-    rng = random.Random(13)
-    run = tmp_path / "killed"
+def _kill_twice(config_file: Path, run: Path, rng: random.Random, span: float) -> list[int]:
+    """Starts a run, SIGKILLs it at up to two random moments (each within ``span`` seconds after the
+    process wrote a checkpoint), resumes it each time, and returns the step of every kill."""
     proc = _fit(config_file, "--run-dir", run)
     steps = []
-    for _ in range(2):  # two kills, each at a random moment once this process has trained a step
+    for _ in range(2):
         _wait_for_checkpoint(proc, run, _mtime(run / "checkpoints" / "last.ckpt"))
-        time.sleep(rng.uniform(0.0, 0.6 * train_seconds))
+        time.sleep(rng.uniform(0.0, span))
         if proc.poll() is not None:  # finished before the kill
             break
         proc.send_signal(signal.SIGKILL)
@@ -112,7 +111,20 @@ def test_sigkill_at_random_moments_then_resume(config_file, straight, tmp_path):
         steps.append(_last(run)["global_step"])  # last.ckpt loads after every kill
         proc = _fit("--resume", "--run-dir", run)
     _finish(proc)
-    assert steps and all(0 < s < MAX_STEPS for s in steps), steps
+    return steps
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_then_resume(config_file, straight, tmp_path):
+    reference, train_seconds = straight
+    rng = random.Random(13)
+    for attempt in range(3):  # a loaded machine can finish a run before the first kill: try sooner
+        run = tmp_path / f"killed_{attempt}"
+        steps = _kill_twice(config_file, run, rng, 0.6 * train_seconds / 2**attempt)
+        if steps:
+            break
+    print(f"killed at steps {steps} (attempt {attempt})")
+    assert steps and all(0 < s <= MAX_STEPS for s in steps), steps
     _assert_same_weights(run, reference)
     assert not list((run / "checkpoints").glob(".*.tmp"))  # no half-written leftovers
 

@@ -207,7 +207,7 @@ class LazyIrregularTimeSeries(_LazyMixin, IrregularTimeSeries):
             return
         lo, hi = d["_row_range"]
         ts = self._columns["timestamps"].read(lo, hi)
-        if ts.size > 1 and not (np.all(ts[1:] >= ts[:-1]) and np.isfinite(ts[[0, -1]]).all()):
+        if ts.size > 1 and not ((ts[1:] >= ts[:-1]).all() and math.isfinite(ts[0]) and math.isfinite(ts[-1])):
             column = self._columns["timestamps"].ds  # NaN fails ">=", so this also catches NaN
             raise ValueError(
                 f"IrregularTimeSeries {column.name!r} of {column.file.filename!r}: timestamps {lo}..{hi} are not "

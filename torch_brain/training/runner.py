@@ -287,12 +287,19 @@ def _check_resume_compatible(module: NeuralDecoder, ckpt: Path) -> None:
 
 
 def _check_before_writing(config: Mapping[str, Any], dm: DecodingDataModule) -> None:
-    """Builds the datasets and a throw-away optimiser / schedule, so that a bad split, selection or
-    optimiser option is refused before the run directory is created (Lightning would build them
-    only inside ``trainer.fit``)."""
+    """Builds the datasets, samplers and a throw-away optimiser / schedule, so that a bad split,
+    selection, window or optimiser option is refused before the run directory is created
+    (Lightning would build them only inside ``trainer.fit``)."""
+    from torch_brain.data.sampler import DistributedStitchingFixedWindowSampler, RandomFixedWindowSampler
     from torch_brain.training.optim import build_optimizer, build_scheduler
 
     dm.setup("fit")
+    RandomFixedWindowSampler(dm.dataset("train").get_sampling_intervals(), window_length=dm.window_length,
+                             generator=0)
+    if config["trainer"]["limit_val_batches"] != 0:
+        DistributedStitchingFixedWindowSampler(
+            dm.dataset("valid").get_sampling_intervals(), window_length=dm.window_length, step=dm.eval_step,
+            batch_size=dm.eval_batch_size, num_replicas=1, rank=0, drop_short=True)
     opt = dict(config["optimizer"])
     optimizer = build_optimizer([torch.zeros(1, requires_grad=True)], opt.pop("name", "adamw"), **opt)
     sched = dict(config["scheduler"] or {"name": "none"})
@@ -549,6 +556,8 @@ def finetune(
     module = NeuralDecoder(model, optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            normalization=cfg["normalization"]["mode"],
                            compile=bool(cfg["trainer"]["compile"]))
+    build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), max_steps=1)  # throw-away: checks the settings
+    _check_before_writing(cfg, dm)
     if rank_zero:
         prepare_run_dir(out, resume=resume, overwrite=overwrite)
         dump_config(cfg, out / "config.yaml")
