@@ -180,7 +180,7 @@ class _StitchedTask(torchmetrics.Metric):
         self.add_state("layout", torch.full((_LAYOUT_SIZE,), -1.0, dtype=torch.float64), dist_reduce_fx="max")
         self.add_state("nonfinite", torch.zeros(len(self.sessions), dtype=torch.float64), dist_reduce_fx="sum")
         self._pending = self._pooled = 0
-        self._layout: torch.Tensor | None = None  # this rank's layout (CPU), set by the first update
+        self._layout: tuple | None = None  # kind, classes, dtypes and shapes seen by this rank's first update
         self.stitched: dict[str, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
 
     @property
@@ -204,13 +204,14 @@ class _StitchedTask(torchmetrics.Metric):
         n = preds.shape[0]
         categorical = not targets.is_floating_point()
         n_classes = preds.shape[1] if categorical else 0
-        layout = _encode_layout(categorical, n_classes, preds, targets, self.task)
+        kind = (categorical, n_classes, preds.dtype, targets.dtype, preds.shape[1:], targets.shape[1:])
         if self._layout is None:
-            self._layout, self.layout = layout, layout.to(self.layout.device)
-        elif not torch.equal(layout, self._layout):
+            self._layout = kind
+            self.layout = _encode_layout(categorical, n_classes, preds, targets, self.task).to(self.layout.device)
+        elif kind != self._layout:
             raise ValueError(
                 f"task {self.task!r}: predictions changed kind within the epoch (categorical, classes, dtypes, "
-                f"shapes: {_decode_layout(self._layout)} before, {_decode_layout(layout)} now)."
+                f"trailing shapes of predictions and targets: {self._layout} before, {kind} now)."
             )
         if categorical:
             finite = torch.isfinite(preds).all(1)
@@ -222,9 +223,9 @@ class _StitchedTask(torchmetrics.Metric):
             p, y = preds.reshape(n, -1).double(), targets.reshape(n, -1).double()
             finite = torch.isfinite(p).all(1) & torch.isfinite(y).all(1)
             rows = torch.cat([torch.ones(n, 1, dtype=torch.float64, device=preds.device), p, y], dim=1)
-        # rows with NaN/inf are counted, not pooled (a tensor: no device sync per batch)
-        self.nonfinite += torch.bincount(session[~finite], minlength=len(self.sessions)).to(self.nonfinite)
-        session, time, rows = session[finite], time[finite], rows[finite]
+        if not bool(finite.all()):  # rows with NaN/inf are counted, not pooled
+            self.nonfinite += torch.bincount(session[~finite], minlength=len(self.sessions)).to(self.nonfinite)
+            session, time, rows = session[finite], time[finite], rows[finite]
         self.session.append(session.double())
         self.time.append(time.double())
         self.sums.append(rows.reshape(-1))
@@ -458,8 +459,11 @@ class _StitchEvaluatorBase(L.Callback):
                 sample_session.append(self._session_index[session])
         session = torch.tensor(sample_session, dtype=torch.long, device=device)[sample]
         keep &= session >= 0
-        if stitched is not None and bool(keep.any()):
-            stitched.update(session[keep], keys[keep], preds[keep], targets[keep])
+        if stitched is None or not bool(keep.any()):
+            return
+        if not bool(keep.all()):
+            session, keys, preds, targets = session[keep], keys[keep], preds[keep], targets[keep]
+        stitched.update(session, keys, preds, targets)
 
     # ----------------------------------------------------------------- epoch side
     def _epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:

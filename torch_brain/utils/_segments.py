@@ -18,8 +18,9 @@ import torch
 
 __all__: list[str] = []
 
-#: cells of one block's vote table (classes x segments, int64): 2 MiB
-_VOTE_CELLS = 1 << 18
+#: cells of one block's vote table (classes x segments, int64): 16 MiB, few blocks (few torch calls),
+#: and small enough for glibc to recycle the block's memory instead of mapping it anew
+_VOTE_CELLS = 1 << 21
 #: with more classes than this (e.g. sparse class ids) votes are counted per distinct (segment,
 #: label) pair instead
 _MAX_DENSE_CLASSES = 1 << 12
@@ -88,19 +89,19 @@ def segment_mode(seg: Segments, labels: torch.Tensor) -> torch.Tensor:
     labels = labels.index_select(0, seg.order)
     if n_classes > _MAX_DENSE_CLASSES:
         return _sparse_mode(seg, labels)
-    # one-hot sums: a (classes x segments) vote table per block of segments, small enough to stay
-    # in cache (one table for all segments would be 8 x N int64 values at N / 2 timestamps)
-    block = max(1, _VOTE_CELLS // n_classes)
+    # one-hot sums: a (classes x segments) vote table per block of segments, so that memory stays
+    # bounded (one table for all segments would be 8 x N int64 values at N / 2 timestamps); each
+    # cell holds votes * C + (C - 1 - class): a segment's largest cell has the most votes and, among
+    # ties, the smallest class (one amax; torch's argmax over classes is ~20x slower)
+    block = max(1, min(seg.n, _VOTE_CELLS // n_classes))
+    cells = torch.add(seg.ids % block, labels - low, alpha=block)  # class-major cells of each block
     ends = torch.cumsum(seg.counts, 0)[block - 1 :: block].tolist() + [labels.shape[0]]  # rows per block
-    # each cell holds votes * C + (C - 1 - class): the largest cell of a segment has the most votes
-    # and, among ties, the smallest class (one amax; torch's argmax over classes is ~20x slower)
     reverse = torch.arange(n_classes - 1, -1, -1, device=labels.device).view(n_classes, 1)
-    out = torch.empty(seg.n, dtype=labels.dtype, device=labels.device)
-    for i, a in enumerate(range(0, seg.n, block)):
-        b, rows = min(a + block, seg.n), slice(ends[i - 1] if i else 0, ends[i])
-        cells = torch.add(seg.ids[rows] - a, labels[rows] - low, alpha=b - a)  # class-major cells
-        votes = torch.bincount(cells, minlength=n_classes * (b - a)).view(n_classes, b - a)
-        out[a:b] = torch.add(reverse, votes, alpha=n_classes).amax(0)
+    out = torch.cat([
+        torch.add(reverse, torch.bincount(cells[start:end], minlength=n_classes * block).view(n_classes, block),
+                  alpha=n_classes).amax(0)
+        for start, end in zip([0, *ends[:-1]], ends)
+    ])[: seg.n]
     return (n_classes - 1 + low) - out % n_classes
 
 
