@@ -81,9 +81,12 @@ def _worker(arm: str, seed: int, steps: int, threads: int, data: Path, out: Path
     cfg["trainer"]["enable_progress_bar"] = False
     cfg["logging"]["plots"] = False
     if arm != "adamw":
-        if arm == "reference_sparse_lamb":
-            # the registry is a private dict: the benchmark adds the peer's class for this process only
-            training_optim._OPTIMIZERS[arm] = (_reference_sparse_lamb, {})
+        if arm == "reference_sparse_lamb":  # registered for this process only
+            register = getattr(training_optim, "register_optimizer", None)
+            if register is not None:
+                register(arm, _reference_sparse_lamb())
+            else:  # before the public registry: its private table
+                training_optim._OPTIMIZERS[arm] = (_reference_sparse_lamb, {})
         cfg["optimizer"] = {"name": arm, "lr": 4e-3, "weight_decay": 1e-4}
     run_dir = out / f"{arm}_seed{seed}"
     t0 = time.perf_counter()
