@@ -14,7 +14,7 @@ The same workload source runs in a fresh process for us and for the peer (both p
 
 Usage:
     .venv/bin/python benchmarks/bench_model.py [--steps 15] [--infer 8] [--rounds 2] [--threads 2] [--skip-peer]
-        [--profile STEPS]
+        [--profile STEPS] [--precision 32,bf16-mixed] [--dims 64,128]
 
 Prints one JSON object.
 """
@@ -39,7 +39,10 @@ import numpy as np
 import torch
 
 DIM, STEPS, INFER, THREADS, PROFILE = (int(a) for a in sys.argv[1:6])
+PRECISION = sys.argv[6] if len(sys.argv) > 6 else "32"
 torch.set_num_threads(THREADS)
+# bf16-mixed as Lightning runs it on CPU: forward and loss under bf16 autocast, float32 weights
+autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=PRECISION == "bf16-mixed")
 from torch_brain.models import POYOPlus
 from torch_brain.optim import SparseLamb
 from torch_brain.registry import MODALITY_REGISTRY
@@ -113,8 +116,9 @@ opt = SparseLamb(model.parameters(), lr=1e-3, sparse=True)
 def train_step(batch):
     inputs, targets, weights = batch
     opt.zero_grad(set_to_none=True)
-    out = model(**inputs, unpack_output=False)
-    loss = sum(specs[t].loss_fn(out[t], targets[t], weights[t]) for t in out)
+    with autocast():
+        out = model(**inputs, unpack_output=False)
+        loss = sum(specs[t].loss_fn(out[t].float(), targets[t], weights[t]) for t in out)
     loss.backward()
     opt.step()
     return loss.item()
@@ -148,7 +152,7 @@ if PROFILE:  # per-step time of the attention kernels, of the matmuls, and of ev
 windows_per_s = None
 if INFER:
     model.eval()
-    with torch.no_grad():
+    with torch.no_grad(), autocast():
         for i in range(2):
             model(**batches[i][0])
         infer_s = []
@@ -158,7 +162,7 @@ if INFER:
             infer_s.append(time.perf_counter() - t0)
         windows_per_s = B / float(np.median(infer_s))
 print(json.dumps({
-    "dim": DIM, "steps": STEPS, "steps_per_s": 1.0 / float(np.median(step_s)), "steps_per_s_mean": STEPS / train_s,
+    "dim": DIM, "precision": PRECISION, "steps": STEPS, "steps_per_s": 1.0 / float(np.median(step_s)), "steps_per_s_mean": STEPS / train_s,
     "step_ms": [round(1e3 * t, 1) for t in step_s], "peak_rss_mib_train": rss_train,
     "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "inference_windows_per_s": windows_per_s, "spikes_per_window": spikes_per_window, "profile": kernels,
@@ -193,6 +197,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating ours/peer rounds per dim")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each side (the issue: 2)")
     parser.add_argument("--skip-peer", action="store_true", help="only measure ours")
+    parser.add_argument("--precision", default="32", help="comma-separated, of 32 and bf16-mixed (forward and "
+                        "loss under torch.autocast on CPU, as Lightning's bf16-mixed); each side is run in each")
+    parser.add_argument("--dims", default="64,128", help="comma-separated model widths")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="also run STEPS training steps under torch.profiler (after the timed ones) and report "
                         "the per-step time of the SDPA kernels, of the matmuls and of everything else")
@@ -201,10 +208,14 @@ def main() -> None:
     results: dict = {"benchmark": "model_training_step", "threads": args.threads, "batch_size": 32,
                      "rounds": args.rounds, "statistic": "steps/s and windows/s from the median step time; "
                      "best round (highest steps/s) of each side; peak RSS: largest of the rounds"}
-    for dim in (64, 128):
+    precisions = args.precision.split(",")
+    for precision in precisions:
+        if precision not in ("32", "bf16-mixed"):
+            raise ValueError(f"--precision: expected 32 or bf16-mixed, got {precision!r}.")
+    for dim, precision in [(int(d), p) for d in args.dims.split(",") for p in precisions]:
         ours_runs, peer_runs = [], []
         for _ in range(args.rounds):  # alternate, so that both sides see the same machine load
-            argv = (str(dim), str(args.steps), str(args.infer), str(args.threads), str(args.profile))
+            argv = (str(dim), str(args.steps), str(args.infer), str(args.threads), str(args.profile), precision)
             ours_runs.append(_run_ours(*argv))
             if not args.skip_peer:
                 peer_runs.append(run_peer(WORKLOAD, *argv, threads=args.threads, timeout=900))
@@ -216,7 +227,7 @@ def main() -> None:
             entry["steps_per_s_ratio"] = ours["steps_per_s"] / peer["steps_per_s"]
             entry["peak_rss_train_ratio"] = ours["peak_rss_mib_train"] / peer["peak_rss_mib_train"]
             entry["inference_ratio"] = ours["inference_windows_per_s"] / peer["inference_windows_per_s"]
-        results[f"dim{dim}"] = entry
+        results[f"dim{dim}" if precisions == ["32"] else f"dim{dim}_{precision}"] = entry
     print(json.dumps(results))
 
 

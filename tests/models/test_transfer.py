@@ -133,7 +133,8 @@ def test_unit_identification_trains_only_new_rows():
     model.session_emb.extend_vocab(["bs/s2"])
     before = {k: v.detach().clone() for k, v in model.state_dict().items() if not k.endswith("_extra_state")}
     handle = freeze_for_unit_identification(model, new_units, ["bs/s2"])
-    opt = SparseLamb([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1)
+    opt = SparseLamb([p for p in model.parameters() if p.requires_grad], lr=1e-2, weight_decay=0.1,
+                     sparse=True)
     batch = collate([model.tokenize(make_window("bs/s2", 30, seed=5)), model.tokenize(make_window("bs/s0", 30))])
     for _ in range(2):
         opt.zero_grad()

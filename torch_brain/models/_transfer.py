@@ -228,7 +228,7 @@ def freeze_for_unit_identification(model: POYOBase, new_unit_ids: Iterable[str],
     ``model.unit_emb.extend_vocab(new_unit_ids)`` (and ``session_emb`` likewise) first, then this,
     then build the optimizer. All parameters except ``unit_emb.weight`` / ``session_emb.weight`` get
     ``requires_grad=False``; in those two tables the gradient of every row that is not a new id is
-    zeroed, so only the new rows learn (with :class:`~torch_brain.optim.SparseLamb` zero-gradient
+    zeroed, so only the new rows learn (with ``SparseLamb(..., sparse=True)`` zero-gradient
     rows are not even decayed).
 
     Args:
