@@ -85,7 +85,7 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
         if ckpt.get("kind") != "poyo":
             raise ValueError(f"load_pretrained: {str(path)!r} holds a {ckpt.get('kind')!r} encoder; "
                              f"{cls.__name__} loads only 'poyo' encoders (pretrain with encoder.name=poyo).")
-        skip_readout = True  # an encoder has no readout
+        skip_readout = True  # an encoder has no readout (nor task embeddings): both start fresh
     full, prefix = _find_state_dict(ckpt, path)
     state = {k[len(prefix):]: v for k, v in full.items() if isinstance(k, str) and k.startswith(prefix)}
 
@@ -113,6 +113,8 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
 
     if skip_readout:
         state = {k: v for k, v in state.items() if not k.startswith("readout.")}
+        if "task_emb.weight" not in state and hasattr(model, "task_emb"):  # a pretrained encoder
+            state["task_emb.weight"] = model.task_emb.weight.detach().clone()
         if "task_emb.weight" in state:
             state["task_emb.weight"] = _transfer_task_rows(model, ckpt_specs, state["task_emb.weight"])
 
