@@ -162,3 +162,19 @@ def test_cli_pretrain_fast_and_resume(tiny_root, tmp_path, capsys):
                  "--run-dir", str(tmp_path / "bad")]) == 2
     assert "Valid encoders are: patch_transformer, poyo" in capsys.readouterr().err
     assert not (tmp_path / "bad").exists()  # refused before anything is written
+
+
+def test_masked_signal_pretraining_on_the_synthetic_lfp(tiny_root, tmp_path):
+    """The continuous-input path: lfp.signal windows, patch transformer, loss falls; also via the CLI."""
+    from torch_brain.cli import main
+    from torch_brain.ssl import load_encoder
+
+    run = tmp_path / "signal"
+    args = ["pretrain", "configs/pretrain_signal_synthetic.yaml", "--fast", f"data.root={tiny_root}", "encoder.dim=16",
+            "encoder.depth=1", "trainer.max_steps=30", "trainer.enable_progress_bar=false", "--run-dir", str(run)]
+    assert main(args) == 0
+    history = json.loads((run / "history.json").read_text())
+    first, last = history[0]["metrics"], history[-1]["metrics"]
+    assert {"val/loss", "val/msm_loss", "val/stft_loss", "train/msm_loss"} <= set(last)
+    assert last["val/loss"] < first["val/loss"]
+    assert load_encoder(run).kind == "patch_transformer"

@@ -272,12 +272,19 @@ class MaskedSignal(nn.Module):
 
     def tokenize(self, data: Any, *, train: bool = True) -> dict[str, Any]:
         """A window -> ``{"signal": (C, n) float32}`` with ``n`` = whole patches of the window."""
+        from torch_brain.models._base import _window_bounds
+
         group, column = self.field.split(".")
         series = getattr(data, group)
         values = np.asarray(getattr(series, column), dtype=np.float32)
         if values.ndim == 1:
             values = values[:, None]
-        x = values.T  # [C, T]
+        # every window of a run has the same number of samples (a slice may give one more or less)
+        start, end = _window_bounds(data)
+        n = int(round((end - start) * float(series.sampling_rate)))
+        if values.shape[0] < n:
+            values = np.concatenate([values, np.repeat(values[-1:], n - values.shape[0], axis=0)], 0)
+        x = values[:n].T  # [C, T]
         if self.normalize:
             x = (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-6)
         return {"signal": np.ascontiguousarray(x), "session_id": str(data.session.id)}
