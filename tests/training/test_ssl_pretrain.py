@@ -141,6 +141,7 @@ def test_masked_signal_on_spikes_only_data_is_refused_before_training(tiny_root,
     config["ssl"] = {"name": "masked_signal", "field": "ecog.signal"}
     with pytest.raises(ValueError, match=r"needs a continuous signal data.ecog.signal"):
         pretrain(config, run_dir=tmp_path / "r")
+    assert not (tmp_path / "r").exists()  # refused before the run directory is written
 
 
 def test_cli_pretrain_fast_and_resume(tiny_root, tmp_path, capsys):

@@ -449,6 +449,7 @@ def pretrain(config: str | Path | Mapping[str, Any] | None, overrides: Sequence[
     cfg = load_ssl_config(config, (FAST_OVERRIDES if fast else ()) + tuple(overrides))
     module = SSLPretrainModule(cfg)  # refuses a bad encoder/objective before anything is written
     dm = SSLDataModule.from_config(cfg)
+    dm.check_data(module.objective)  # e.g. masked_signal on spikes-only data: refused before writing
     out = _run_dir_of(cfg, run_dir)
     prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if not resume:
