@@ -87,13 +87,18 @@ def _one_task(path: Path, task: str) -> list:
     return entries
 
 
-def _decoder_config(args: argparse.Namespace, root: Path, name: str) -> dict:
+def _decoder_config(args: argparse.Namespace, root: Path, name: str, labelled_s: float) -> dict:
+    # a few labelled seconds make epochs of 1-2 batches: validate (20 batches, for the history only;
+    # both arms are tested at their last step) about twice per run instead of every epoch
+    batches = max(1, int(np.ceil(labelled_s / 16)))
+    every = max(1, args.finetune_steps // (2 * batches))
     return {
         "name": name, "seed": args.seed,
         "data": {"root": str(root), "config": _one_task(args.heldout, args.task), "batch_size": 16},
         "model": {"name": "poyo", **args.model},
         "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
-        "trainer": {"max_steps": args.finetune_steps, "enable_progress_bar": False, "val_check_interval": None},
+        "trainer": {"max_steps": args.finetune_steps, "enable_progress_bar": False, "val_check_interval": None,
+                    "check_val_every_n_epoch": every, "limit_val_batches": 20},
         "logging": {"quiet": True, "tensorboard": False, "plots": False},
         "finetune": {"skip_readout": True, "unit_identification_steps": 0},
     }
@@ -151,6 +156,8 @@ def main() -> None:
     parser.add_argument("--dim", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--reuse-pretrain", action="store_true",
+                        help="fine-tune from <work>/pretrain/encoder.pt of an earlier run instead of pretraining")
     args = parser.parse_args()
     args.model = {"dim": args.dim, "depth": 2, "dim_head": 16, "cross_heads": 1, "self_heads": 2,
                   "latent_step": 0.125, "num_latents_per_step": 8}
@@ -173,11 +180,16 @@ def main() -> None:
                     "batch_size": args.batch_size, "model": args.model, "threads": os.cpu_count(),
                     "load_before": os.getloadavg()[0]}
     with _quiet():
-        summary, wall, rate = _pretrain(args, root, work / "pretrain", {"name": "poyo", **args.model},
-                                  {"name": "masked_spikes", "mask_ratio": 0.3, "mask_kind": "both", "bin_size": 0.05},
-                                  args.pretrain_steps)
-        result["pretrain_s"] = round(wall, 1)
-        result["masked_spikes_windows_per_s"] = round(rate, 1)
+        if args.reuse_pretrain:  # the encoder of an earlier run of this script in --work
+            summary = json.loads((work / "pretrain" / "summary.json").read_text())
+            result["pretrain_steps"] = summary["global_step"]
+            result["pretrain_reused"] = True
+        else:
+            summary, wall, rate = _pretrain(args, root, work / "pretrain", {"name": "poyo", **args.model},
+                                            {"name": "masked_spikes", "mask_ratio": 0.3, "mask_kind": "both",
+                                             "bin_size": 0.05}, args.pretrain_steps)
+            result["pretrain_s"] = round(wall, 1)
+            result["masked_spikes_windows_per_s"] = round(rate, 1)
         result["val_bits_per_spike"] = summary["metrics"].get("val/bits_per_spike")
         result["val_masked_count_nll"] = summary["metrics"].get("val/loss")
 
@@ -185,14 +197,14 @@ def main() -> None:
         result["labelled_train_s"] = round(kept_s, 1)
         arms = {}
         for arm in ("pretrained", "scratch"):
-            cfg = _decoder_config(args, labels_root, arm)
+            cfg = _decoder_config(args, labels_root, arm, kept_s)
             t0 = time.perf_counter()
             if arm == "pretrained":
                 finetune(cfg, checkpoint=work / "pretrain" / "encoder.pt", run_dir=work / arm, overwrite=True)
             else:
                 fit(cfg, run_dir=work / arm, overwrite=True)
             train_s = time.perf_counter() - t0
-            test = evaluate(work / arm, stage="test")
+            test = evaluate(work / arm, stage="test", checkpoint="last")
             arms[arm] = {"test_r2": test["average"], "train_s": round(train_s, 1)}
         result.update({f"{k}_{m}": v for k, d in arms.items() for m, v in d.items()})
         result["r2_gain"] = arms["pretrained"]["test_r2"] - arms["scratch"]["test_r2"]
