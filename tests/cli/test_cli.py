@@ -72,7 +72,7 @@ def test_fit_validate_test_finetune_baseline(config_file, tmp_path, capsys):
     "args, message",
     [
         (["trainer.max_step=3"], "Did you mean 'trainer.max_steps'"),
-        (["optimizer.name=lamb"], "Unknown optimizer 'lamb'. Valid optimizers are: adam, adamw, sgd, sparse_lamb"),
+        (["optimizer.name=lambb"], "Unknown optimizer 'lambb'. Valid optimizers are: adam, adamw, lamb, sgd, sparse_lamb"),
         (["scheduler.name=cosin"], "Unknown schedule 'cosin'"),
         (["model.name=poyoplus"], "Unknown model 'poyoplus'. Valid models are: poyo, poyo_plus"),
         (["model.dimm=3"], "model 'poyo_plus' has no option 'dimm'. Did you mean 'dim'"),

@@ -57,7 +57,7 @@ def test_sparse_lamb_is_lazy_and_built():
 @pytest.mark.parametrize(
     "call, match",
     [
-        (lambda: build_optimizer(_params(), "adamm"), r"Unknown optimizer 'adamm'.*adam, adamw, sgd, sparse_lamb.*Did you mean 'adam"),
+        (lambda: build_optimizer(_params(), "adamm"), r"Unknown optimizer 'adamm'.*adam, adamw, lamb, sgd, sparse_lamb.*Did you mean 'adam"),
         (lambda: build_optimizer(_params(), "adam", momentun=0.9), r"optimizer 'adam' has no option 'momentun'"),
         (lambda: build_optimizer(_params(), "sgd", momentun=0.9), r"Did you mean 'momentum'"),
         (lambda: build_scheduler(build_optimizer(_params()), "cosin", total_steps=5), r"Unknown schedule 'cosin'.*cosine, none, onecycle, plateau, step, warmup_cosine"),

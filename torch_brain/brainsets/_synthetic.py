@@ -36,9 +36,12 @@ import numpy as np
 __all__ = [
     "BRAINSET_ID",
     "HELD_OUT_SESSION_ID",
+    "LFP_CHANNELS",
+    "LFP_RATE_HZ",
     "N_TARGETS",
     "SubjectStats",
     "build_synthetic_reaching_session",
+    "simulate_lfp",
     "simulate_reaching_session",
     "subject_stats",
 ]
@@ -313,13 +316,50 @@ def simulate_reaching_session(
     return out
 
 
+LFP_RATE_HZ = 250.0
+LFP_CHANNELS = 4
+_BETA_HZ, _GAMMA_BAND_HZ = 20.0, (60.0, 90.0)
+
+
+def simulate_lfp(*, seed: int, session_index: int, vel: np.ndarray, n_channels: int = LFP_CHANNELS) -> np.ndarray:
+    """An LFP-like signal whose band power tracks the behaviour, (T * 2.5, n_channels) float32 at 250 Hz.
+
+    Each channel mixes (with random positive weights) three sources: a 20 Hz beta rhythm whose
+    amplitude drops with hand speed (movement-related beta desynchronisation), 60-90 Hz gamma-band
+    noise whose amplitude grows with speed, and slow 1/f-like background (an AR(1) random walk).
+    Speed is the cursor speed normalised by its 95th percentile, interpolated from 100 Hz. Its own
+    random stream (``[seed, 3, session_index]``) leaves the spikes of a session unchanged.
+    """
+    rng = np.random.default_rng([int(seed), 3, int(session_index)])
+    n = int(round(vel.shape[0] * LFP_RATE_HZ / _FS))
+    t = np.arange(n) / LFP_RATE_HZ
+    speed = np.interp(t, np.arange(vel.shape[0]) / _FS, np.linalg.norm(vel, axis=1))
+    speed = np.clip(speed / max(np.percentile(speed, 95), 1e-9), 0.0, 1.5)
+    phase = 2 * np.pi * _BETA_HZ * t + np.cumsum(rng.normal(0, 0.05, n))  # slowly drifting phase
+    beta = (1.0 - 0.6 * np.minimum(speed, 1.0)) * np.sin(phase)
+    white = rng.normal(size=n)
+    spec = np.fft.rfft(white)
+    freqs = np.fft.rfftfreq(n, 1 / LFP_RATE_HZ)
+    spec[(freqs < _GAMMA_BAND_HZ[0]) | (freqs > _GAMMA_BAND_HZ[1])] = 0
+    gamma_noise = np.fft.irfft(spec, n)
+    gamma = (0.2 + speed) * gamma_noise / (gamma_noise.std() + 1e-12) * 0.5
+    background = np.zeros(n)
+    steps = rng.normal(0, 0.2, n)
+    for i in range(1, n):  # AR(1): a 1/f^2-like slow background
+        background[i] = 0.98 * background[i - 1] + steps[i]
+    sources = np.stack([beta, gamma, background], 1)  # [T, 3]
+    mixing = rng.uniform(0.5, 1.5, size=(3, n_channels))
+    return (sources @ mixing + rng.normal(0, 0.05, (n, n_channels))).astype(np.float32)
+
+
 BRAINSET_ID = "synthetic_reaching"
 DESCRIPTION = (
     "Synthetic centre-out reaching (torch_brain generator): 8 targets, trials of hold (target "
     "shown) / minimum-jerk reach / return, cursor position (cm) and velocity (cm/s) at 100 Hz. "
     "Units with log-normal baseline rates, log-linear cosine tuning to velocity 80-120 ms ahead, "
     "some with preparatory tuning to the target during the hold, some untuned; Poisson spikes "
-    "with a 2 ms refractory period. Splits are chronological blocks of whole trials."
+    "with a 2 ms refractory period. An LFP-like 4-channel signal at 250 Hz (lfp.signal) whose beta "
+    "power falls and gamma power rises with hand speed. Splits are chronological blocks of whole trials."
 )
 
 
@@ -376,6 +416,8 @@ def build_synthetic_reaching_session(
         ),
         spikes=IrregularTimeSeries(sim["spike_times"], unit_index=sim["spike_unit"], domain=domain),
         cursor=RegularTimeSeries(sampling_rate=_FS, pos=sim["pos"], vel=sim["vel"]),
+        lfp=RegularTimeSeries(sampling_rate=LFP_RATE_HZ, signal=simulate_lfp(
+            seed=seed, session_index=session_index, vel=sim["vel"])),
         trials=Interval(sim["trial_start"], sim["trial_end"], target_id=sim["target_id"]),
         movement_periods=Data(
             hold_period=Interval(sim["trial_start"], sim["reach_start"]),

@@ -18,6 +18,7 @@ __all__ = ["COMMAND_MODULES", "build_parser", "main"]
 COMMAND_MODULES: tuple[str, ...] = (
     "torch_brain.cli.prepare",
     "torch_brain.cli.train",  # fit, validate, test, finetune
+    "torch_brain.cli.pretrain",
     "torch_brain.cli.baseline",
     "torch_brain.cli.stream",
     "torch_brain.cli.demo",  # optional: the README demo (added by its own module)

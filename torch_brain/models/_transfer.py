@@ -102,6 +102,11 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
     if not path.is_file():
         raise FileNotFoundError(f"load_pretrained: no checkpoint file at {str(path)!r}.")
     ckpt = _read_checkpoint(path, map_location, weights_only)
+    if isinstance(ckpt, Mapping) and ckpt.get("format") == "torch_brain.ssl.encoder/1":  # save_encoder's file
+        if ckpt.get("kind") != "poyo":
+            raise ValueError(f"load_pretrained: {str(path)!r} holds a {ckpt.get('kind')!r} encoder; "
+                             f"{cls.__name__} loads only 'poyo' encoders (pretrain with encoder.name=poyo).")
+        skip_readout = True  # an encoder has no readout (nor task embeddings): both start fresh
     full, prefix = _find_state_dict(ckpt, path)
     state = {k[len(prefix):]: v for k, v in full.items() if isinstance(k, str) and k.startswith(prefix)}
 
@@ -123,6 +128,8 @@ def load_pretrained(cls: type, checkpoint_path: str | Path, *, skip_readout: boo
         state = {k: v for k, v in state.items() if not k.startswith("readout.")
                  or (k.endswith((".centres", ".codebook")) and k in expected
                      and tuple(expected[k].shape) == tuple(v.shape))}
+        if "task_emb.weight" not in state and hasattr(model, "task_emb"):  # a pretrained encoder
+            state["task_emb.weight"] = model.task_emb.weight.detach().clone()
         if "task_emb.weight" in state:
             state["task_emb.weight"] = _transfer_task_rows(model, ckpt_specs, state["task_emb.weight"])
 
@@ -135,7 +142,7 @@ def _our_hparams(cls: type, ckpt: Mapping, state: Mapping, path: Path,
                  overrides: Mapping[str, Any]) -> tuple[dict[str, Any], Any]:
     """Constructor arguments and task specs of a checkpoint written by this torch_brain."""
     hparams, saved_class = _find_hparams(ckpt, state, cls)
-    if saved_class is not None and saved_class != cls.__name__:
+    if saved_class is not None and saved_class not in (cls.__name__, "POYOEncoder"):
         raise ValueError(
             f"load_pretrained: {str(path)!r} holds a {saved_class}, not a {cls.__name__}; use "
             f"{saved_class}.load_pretrained."

@@ -31,6 +31,14 @@ from torch_brain.training.optim import (
     warmup_cosine_factor,
 )
 from torch_brain.training.progress import LineProgressBar, make_progress_bar
+from torch_brain.training.ssl import (
+    FAST_OVERRIDES,
+    SSL_DEFAULT_CONFIG,
+    SSLDataModule,
+    SSLPretrainModule,
+    load_ssl_config,
+    pretrain,
+)
 from torch_brain.training.run_dir import AtomicCheckpointIO, HistoryCallback, prepare_run_dir
 from torch_brain.training.runner import (
     build_datamodule,
@@ -46,17 +54,21 @@ from torch_brain.training.runner import (
 __all__ = [
     "DEFAULT_CONFIG",
     "DEFAULT_METRICS",
+    "FAST_OVERRIDES",
     "METRIC_REGISTRY",
     "MODELS",
     "OPTIMIZERS",
     "OPTIMIZER_REGISTRY",
     "SCHEDULER_REGISTRY",
     "SCHEDULES",
+    "SSL_DEFAULT_CONFIG",
     "AtomicCheckpointIO",
     "DecodingDataModule",
     "HistoryCallback",
     "LineProgressBar",
     "NeuralDecoder",
+    "SSLDataModule",
+    "SSLPretrainModule",
     "TargetNormalizer",
     "apply_overrides",
     "build_datamodule",
@@ -75,8 +87,10 @@ __all__ = [
     "fit",
     "list_metrics",
     "load_config",
+    "load_ssl_config",
     "make_progress_bar",
     "prepare_run_dir",
+    "pretrain",
     "register_metric",
     "register_optimizer",
     "register_scheduler",

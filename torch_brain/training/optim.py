@@ -1,7 +1,7 @@
 """Optimiser and learning-rate schedule factories, driven by names from a config.
 
 Optimisers: ``adam``, ``adamw``, ``sgd`` (with momentum), ``sparse_lamb``
-(:class:`torch_brain.optim.SparseLamb`, imported only when asked for).
+(:class:`torch_brain.optim.SparseLamb`; ``lamb`` is the same class).
 
 Schedules (all stepped once per optimiser step unless said otherwise), with ``t`` the step
 index and ``T`` the total number of steps:
@@ -60,6 +60,7 @@ register_optimizer("adam", torch.optim.Adam)
 register_optimizer("adamw", functools.partial(torch.optim.AdamW, weight_decay=1e-2))
 register_optimizer("sgd", functools.partial(torch.optim.SGD, momentum=0.9))
 register_optimizer("sparse_lamb", SparseLamb)
+register_optimizer("lamb", SparseLamb)  # the name pretraining configs use (issue 15); same class
 
 #: the built-in names (every registered one: ``OPTIMIZER_REGISTRY.names()`` / ``SCHEDULER_REGISTRY.names()``)
 OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "sparse_lamb")

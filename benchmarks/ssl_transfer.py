@@ -1,0 +1,227 @@
+"""Does self-supervised pretraining help a new session with few labels? (issue 15)
+
+1. Pretrain a POYO encoder with ``masked_spikes`` on unlabelled sessions (``--config``: a dataset
+   config; their behaviour is never read).
+2. Keep only the first ``--label-fraction`` (10 %) of the held-out session's training domain
+   (``--heldout``: a dataset config of that session; a copy of its file with the shortened
+   ``train_domain`` is written to a scratch root, nothing of the user's is modified).
+3. Fine-tune POYO from the encoder on those labels (new readout, new unit/session embeddings),
+   and train the same POYO from scratch on the same labels, with the same number of steps.
+4. Test both on the held-out session's test split (stitched R², ``torch_brain.training.evaluate``).
+
+Also measured: the masked-count bits/spike of the pretrained encoder on the validation windows
+of the pretraining sessions, and pretraining throughput (windows/s) of ``masked_spikes`` and of
+``masked_signal`` (on the synthetic LFP, when the recordings have ``lfp.signal``).
+
+Prints one JSON line. Without ``--root`` a small synthetic set is generated in a scratch folder.
+
+    python benchmarks/ssl_transfer.py                                    # synthetic, small
+    python benchmarks/ssl_transfer.py --root data/processed \
+        --config configs/datasets/synthetic_reaching.yaml --heldout configs/datasets/synthetic_reaching_heldout.yaml
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import logging
+import os
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _quiet() -> contextlib.ExitStack:
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+    stack.enter_context(warnings.catch_warnings())
+    warnings.simplefilter("ignore")
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    return stack
+
+
+def _few_labels_root(root: Path, heldout: str, fraction: float, out: Path) -> tuple[Path, float]:
+    """Copy the held-out recordings into ``out`` with the first ``fraction`` of their train domain."""
+    import h5py
+
+    from torch_brain.brainsets._common import write_data
+    from torch_brain.data import Data, Dataset, Interval
+
+    kept = 0.0
+    for rid in Dataset(root, heldout).get_recording_ids():
+        brainset, session = rid.split("/", 1)
+        with h5py.File(root / brainset / f"{session}.h5", "r") as f:
+            data = Data.from_hdf5(f, lazy=False)
+        starts, ends = np.asarray(data.train_domain.start), np.asarray(data.train_domain.end)
+        budget = fraction * float(np.sum(ends - starts))
+        new_s, new_e = [], []
+        for s, e in zip(starts, ends):
+            if budget <= 0:
+                break
+            new_s.append(s)
+            new_e.append(min(e, s + budget))
+            budget -= new_e[-1] - s
+        data.train_domain = Interval(np.array(new_s), np.array(new_e))
+        kept += float(np.sum(np.array(new_e) - np.array(new_s)))
+        write_data(data, out / brainset / f"{session}.h5")
+    return out, kept
+
+
+def _one_task(path: Path, task: str) -> list:
+    """The dataset config at ``path`` with only ``task`` in its readouts (POYO decodes one task)."""
+    import yaml
+
+    entries = yaml.safe_load(path.read_text())
+    entries = entries if isinstance(entries, list) else [entries]
+    for entry in entries:
+        cfg = entry.get("config") or {}
+        cfg["multitask_readout"] = [r for r in cfg.get("multitask_readout", []) if r.get("readout_id") == task]
+    return entries
+
+
+def _decoder_config(args: argparse.Namespace, root: Path, name: str, labelled_s: float) -> dict:
+    # a few labelled seconds make epochs of 1-2 batches: validate (20 batches, for the history only;
+    # both arms are tested at their last step) about twice per run instead of every epoch
+    batches = max(1, int(np.ceil(labelled_s / 16)))
+    every = max(1, args.finetune_steps // (2 * batches))
+    return {
+        "name": name, "seed": args.seed,
+        "data": {"root": str(root), "config": _one_task(args.heldout, args.task), "batch_size": 16},
+        "model": {"name": "poyo", **args.model},
+        "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
+        "trainer": {"max_steps": args.finetune_steps, "enable_progress_bar": False, "val_check_interval": None,
+                    "check_val_every_n_epoch": every, "limit_val_batches": 20},
+        "logging": {"quiet": True, "tensorboard": False, "plots": False},
+        "finetune": {"skip_readout": True, "unit_identification_steps": 0},
+    }
+
+
+class _TrainTimer:
+    """Lightning callback: wall time spent in training batches only (no validation, no setup)."""
+
+    def __new__(cls):
+        import lightning as L
+
+        class Timer(L.Callback):
+            def __init__(self) -> None:
+                self.seconds, self.windows, self._t = 0.0, 0, 0.0
+
+            def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+                self._t = time.perf_counter()
+
+            def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+                self.seconds += time.perf_counter() - self._t
+                self.windows += len(batch["session_id"])
+
+        return Timer()
+
+
+def _pretrain(args: argparse.Namespace, root: Path, out: Path, encoder: dict, ssl: dict, steps: int) -> tuple[dict, float, float]:
+    from torch_brain.training import pretrain
+
+    cfg = {"name": "ssl", "seed": args.seed,
+           "data": {"root": str(root), "config": str(args.config), "batch_size": args.batch_size},
+           "encoder": encoder, "ssl": ssl, "optimizer": {"name": "adamw", "lr": 2e-3, "weight_decay": 1e-4},
+           "trainer": {"max_steps": steps, "val_check_interval": max(1, steps // 2), "steps_per_epoch": max(1, steps // 2),
+                       "enable_progress_bar": False, "limit_val_batches": 20},
+           "logging": {"quiet": True}}
+    timer = _TrainTimer()
+    t0 = time.perf_counter()
+    summary = pretrain(cfg, run_dir=out, overwrite=True, callbacks=[timer])
+    # windows/s of the training steps (data loading, forward, backward, optimiser; no validation)
+    return summary, time.perf_counter() - t0, timer.windows / max(timer.seconds, 1e-9)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--root", type=Path, default=None, help="prepared brainsets (default: make a small synthetic set)")
+    parser.add_argument("--config", type=Path, default=REPO / "configs/datasets/synthetic_reaching.yaml",
+                        help="dataset config of the unlabelled pretraining sessions")
+    parser.add_argument("--heldout", type=Path, default=REPO / "configs/datasets/synthetic_reaching_heldout.yaml",
+                        help="dataset config of the held-out session(s) to fine-tune on")
+    parser.add_argument("--task", default="cursor_velocity_2d")
+    parser.add_argument("--label-fraction", type=float, default=0.1)
+    parser.add_argument("--pretrain-steps", type=int, default=300)
+    parser.add_argument("--finetune-steps", type=int, default=200)
+    parser.add_argument("--signal-steps", type=int, default=30, help="masked_signal steps (throughput only)")
+    parser.add_argument("--batch-size", type=int, default=16)
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--reuse-pretrain", action="store_true",
+                        help="fine-tune from <work>/pretrain/encoder.pt of an earlier run instead of pretraining")
+    args = parser.parse_args()
+    args.model = {"dim": args.dim, "depth": 2, "dim_head": 16, "cross_heads": 1, "self_heads": 2,
+                  "latent_step": 0.125, "num_latents_per_step": 8}
+
+    from torch_brain.training import evaluate, finetune, fit
+
+    work = args.work or Path(tempfile.mkdtemp(prefix="ssl_transfer_"))
+    t_all = time.perf_counter()
+    root = args.root
+    if root is None:
+        from torch_brain.brainsets import prepare
+
+        root = work / "synthetic"
+        if not root.exists():
+            prepare("synthetic_reaching", root, n_sessions=4, n_subjects=2, minutes=5.0, n_units=40, seed=0,
+                    held_out=True, progress=False)
+    result: dict = {"benchmark": "ssl_transfer", "root": str(root), "config": str(args.config),
+                    "heldout": str(args.heldout), "label_fraction": args.label_fraction,
+                    "pretrain_steps": args.pretrain_steps, "finetune_steps": args.finetune_steps,
+                    "batch_size": args.batch_size, "model": args.model, "threads": os.cpu_count(),
+                    "load_before": os.getloadavg()[0]}
+    with _quiet():
+        if args.reuse_pretrain:  # the encoder of an earlier run of this script in --work
+            summary = json.loads((work / "pretrain" / "summary.json").read_text())
+            result["pretrain_steps"] = summary["global_step"]
+            result["pretrain_reused"] = True
+        else:
+            summary, wall, rate = _pretrain(args, root, work / "pretrain", {"name": "poyo", **args.model},
+                                            {"name": "masked_spikes", "mask_ratio": 0.3, "mask_kind": "both",
+                                             "bin_size": 0.05}, args.pretrain_steps)
+            result["pretrain_s"] = round(wall, 1)
+            result["masked_spikes_windows_per_s"] = round(rate, 1)
+        result["val_bits_per_spike"] = summary["metrics"].get("val/bits_per_spike")
+        result["val_masked_count_nll"] = summary["metrics"].get("val/loss")
+
+        labels_root, kept_s = _few_labels_root(root, str(args.heldout), args.label_fraction, work / "few_labels")
+        result["labelled_train_s"] = round(kept_s, 1)
+        arms = {}
+        for arm in ("pretrained", "scratch"):
+            cfg = _decoder_config(args, labels_root, arm, kept_s)
+            t0 = time.perf_counter()
+            if arm == "pretrained":
+                finetune(cfg, checkpoint=work / "pretrain" / "encoder.pt", run_dir=work / arm, overwrite=True)
+            else:
+                fit(cfg, run_dir=work / arm, overwrite=True)
+            train_s = time.perf_counter() - t0
+            test = evaluate(work / arm, stage="test", checkpoint="last")
+            arms[arm] = {"test_r2": test["average"], "train_s": round(train_s, 1)}
+        result.update({f"{k}_{m}": v for k, d in arms.items() for m, v in d.items()})
+        result["r2_gain"] = arms["pretrained"]["test_r2"] - arms["scratch"]["test_r2"]
+
+        from torch_brain.data import Dataset
+
+        first = Dataset(root, str(args.config)).get_recording_ids()[0]
+        has_lfp = hasattr(Dataset(root, str(args.config)).get_recording_data(first), "lfp")
+        if has_lfp and args.signal_steps > 0:
+            _, _, rate = _pretrain(args, root, work / "signal", {"name": "patch_transformer", "in_channels": 4,
+                                                               "patch_size": 25, "dim": args.dim, "depth": 2},
+                                {"name": "masked_signal"}, args.signal_steps)
+            result["masked_signal_windows_per_s"] = round(rate, 1)
+    result["total_s"] = round(time.perf_counter() - t_all, 1)
+    result["load_after"] = os.getloadavg()[0]
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
