@@ -96,7 +96,15 @@ def test_metrics_are_keyed_by_task_type():
         create_metric("r2", get_modality("reach_direction"))
 
 
-def test_a_registered_optimizer_and_schedule_work_by_name():
+@pytest.fixture
+def _forget_test_entries():
+    yield
+    # registries are process-wide: later tests list the registered names
+    OPTIMIZER_REGISTRY._entries.pop("test_plain_sgd", None)
+    SCHEDULER_REGISTRY._entries.pop("test_halve", None)
+
+
+def test_a_registered_optimizer_and_schedule_work_by_name(_forget_test_entries):
     params = [torch.nn.Parameter(torch.ones(3))]
     OPTIMIZER_REGISTRY.register("test_plain_sgd", torch.optim.SGD)
     opt = build_optimizer(params, "test_plain_sgd", lr=0.5)
