@@ -377,8 +377,11 @@ class _StitchEvaluatorBase(L.Callback):
     def _pool(self, session, task, categorical, n_classes, preds, targets) -> _TimePool:
         pool = self._pools.get((session, task))
         if pool is None:
+            # metrics see float32 at least: bf16-mixed predictions were pooled in float64 anyway
             pool = _TimePool(categorical, n_classes, tuple(preds.shape[1:]), tuple(targets.shape[1:]),
-                             preds.dtype, targets.dtype)
+                             torch.promote_types(preds.dtype, torch.float32),
+                             torch.promote_types(targets.dtype, torch.float32) if targets.is_floating_point()
+                             else targets.dtype)
             self._pools[(session, task)] = pool
         return pool
 
