@@ -45,9 +45,10 @@ import numpy as np
 import torch
 
 DIM, STEPS, INFER, THREADS, PROFILE = (int(a) for a in sys.argv[1:6])
-# optional (gpu.sh / --precision): precision fp32|bf16-mixed, batch size, device, torch.compile 0|1
+# optional (gpu.sh / --precision): precision fp32|bf16-mixed, batch size, device, and torch.compile:
+# 0 (off), 1 (the default inductor backend) or a backend name (gpu.sh --dry-run: "eager")
 PRECISION, B, DEVICE, COMPILE = (sys.argv[6:10] + ["fp32", "32", "cpu", "0"][len(sys.argv[6:10]):])
-B, COMPILE = int(B), bool(int(COMPILE))
+B, COMPILE = int(B), {"0": None, "1": "inductor"}.get(COMPILE, COMPILE)
 torch.set_num_threads(THREADS)
 from torch_brain.models import POYOPlus
 from torch_brain.optim import SparseLamb
@@ -125,7 +126,7 @@ model.session_emb.initialize_vocab([f"s{i}" for i in range(N_SESSIONS + 1)])
 model.to(dev)
 specs = model.readout.readout_specs
 opt = SparseLamb(model.parameters(), lr=1e-3, sparse=True)
-forward = torch.compile(model) if COMPILE else model
+forward = torch.compile(model, backend=COMPILE) if COMPILE else model
 autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=PRECISION == "bf16-mixed")
 
 

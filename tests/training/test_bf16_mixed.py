@@ -71,3 +71,12 @@ def test_bf16_mixed_fit_resume_evaluate(tiny_root, tmp_path):
     for tasks in result["sessions"].values():
         for metrics in tasks.values():
             assert all(math.isfinite(v) for v in metrics.values())
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_bf16_mixed_fit_and_evaluate_on_cuda(tiny_root, tmp_path):
+    config = tiny_config(tiny_root, trainer={"max_steps": 4, "precision": "bf16-mixed", "accelerator": "gpu"})
+    fit(config, run_dir=tmp_path / "run")
+    result = evaluate(tmp_path / "run", stage="test")
+    assert math.isfinite(result["average"]) and math.isfinite(result["loss"])
