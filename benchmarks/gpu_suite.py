@@ -196,15 +196,15 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--dry-run", action="store_true", help="every code path on CPU with tiny sizes")
     parser.add_argument("--skip-peer", action="store_true", help="only our side in the model benchmark")
     parser.add_argument("--out", default=None, help="JSON file to write")
-    parser.add_argument("--budget-s", type=float, default=None, help="total time budget (default 450; dry run 600)")
+    parser.add_argument("--budget-s", type=float, default=None, help="total time budget (default 450; dry run 1200)")
     args = parser.parse_args(argv)
     import torch
 
     if args.dry_run:
         cfg = dict(device="cpu", dims=(16,), batches=(2,), steps=1, infer=1, threads=1, compile_backend="eager",
-                   run_cap_s=240, min_left_s=5, stitch_sizes=["1e4"], stitch_repeats=1, stitch_min_time=0,
+                   run_cap_s=600, min_left_s=5, stitch_sizes=["1e4"], stitch_repeats=1, stitch_min_time=0,
                    stitch_cap_s=120, tests_cap_s=240)
-        budget_s = 600.0 if args.budget_s is None else args.budget_s
+        budget_s = 1200.0 if args.budget_s is None else args.budget_s  # a loaded 2-core CI box
         device_name = "cpu (dry run)"
     else:
         if not torch.cuda.is_available():
