@@ -14,7 +14,13 @@ The same workload source runs in a fresh process for us and for the peer (both p
 
 Usage:
     .venv/bin/python benchmarks/bench_model.py [--steps 15] [--infer 8] [--rounds 2] [--threads 2] [--skip-peer]
-        [--profile STEPS] [--precision 32,bf16-mixed] [--dims 64,128]
+        [--profile STEPS] [--precision fp32,bf16-mixed] [--dims 64,128]
+
+``--precision`` takes one or more of fp32 / bf16-mixed (``torch.autocast`` bfloat16 around forward
+and loss, weights and optimiser in float32: what Lightning's ``bf16-mixed`` does); each round runs
+every precision of ours and then of the peer, interleaved, so that ratios between precisions see
+the same machine load. With more than one precision the entries are ``dim<D>_<precision>`` and
+``precision_summary`` gives ours bf16/fp32 and the peer's best precision.
 
 Prints one JSON object.
 """
@@ -39,15 +45,16 @@ import numpy as np
 import torch
 
 DIM, STEPS, INFER, THREADS, PROFILE = (int(a) for a in sys.argv[1:6])
-PRECISION = sys.argv[6] if len(sys.argv) > 6 else "32"
+# optional (gpu.sh / --precision): precision fp32|bf16-mixed, batch size, device, and torch.compile:
+# 0 (off), 1 (the default inductor backend) or a backend name (gpu.sh --dry-run: "eager")
+PRECISION, B, DEVICE, COMPILE = (sys.argv[6:10] + ["fp32", "32", "cpu", "0"][len(sys.argv[6:10]):])
+B, COMPILE = int(B), {"0": None, "1": "inductor"}.get(COMPILE, COMPILE)
 torch.set_num_threads(THREADS)
-# bf16-mixed as Lightning runs it on CPU: forward and loss under bf16 autocast, float32 weights
-autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16, enabled=PRECISION == "bf16-mixed")
 from torch_brain.models import POYOPlus
 from torch_brain.optim import SparseLamb
 from torch_brain.registry import MODALITY_REGISTRY
 
-B, N_SESSIONS, N_UNITS, RATE, SEQ, STEP, PER_STEP = 32, 4, 100, 10.0, 1.0, 0.125, 16
+N_SESSIONS, N_UNITS, RATE, SEQ, STEP, PER_STEP = 4, 100, 10.0, 1.0, 0.125, 16
 # the categorical task: "reach_direction" is not in the peer's registry; an 8-class built-in of both is used
 TASKS = ("cursor_velocity_2d", "drifting_gratings_orientation")
 CURSOR, REACH = (MODALITY_REGISTRY[t].id for t in TASKS)
@@ -104,21 +111,31 @@ rng = np.random.default_rng(0)
 batches = [make_batch(rng) for _ in range(4)]
 spikes_per_window = float(np.mean([b[0]["input_token_type"].eq(0).logical_and(b[0]["input_mask"]).sum().item() / B
                                    for b in batches]))
+tokens_per_batch = float(np.mean([b[0]["input_mask"].sum().item() for b in batches]))
+# padding waste: padded / all slots of the (B, N) input and (B, Q) output tensors
+input_padding = float(np.mean([1 - b[0]["input_mask"].float().mean().item() for b in batches]))
+output_padding = float(np.mean([1 - (b[0]["output_session_index"] > 0).float().mean().item() for b in batches]))
+dev = torch.device(DEVICE)
+batches = [tuple({k: v.to(dev) for k, v in part.items()} for part in b) for b in batches]
+cuda = dev.type == "cuda"
 torch.manual_seed(0)
 model = POYOPlus(sequence_length=SEQ, latent_step=STEP, num_latents_per_step=PER_STEP, dim=DIM, depth=2,
                  dim_head=64, cross_heads=1, self_heads=8)  # readout_specs: the default (whole registry)
 model.unit_emb.initialize_vocab([f"u{i}" for i in range(N_SESSIONS * N_UNITS + 1)])  # +1: peer reserves row 0
 model.session_emb.initialize_vocab([f"s{i}" for i in range(N_SESSIONS + 1)])
+model.to(dev)
 specs = model.readout.readout_specs
 opt = SparseLamb(model.parameters(), lr=1e-3, sparse=True)
+forward = torch.compile(model, backend=COMPILE) if COMPILE else model
+autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=PRECISION == "bf16-mixed")
 
 
 def train_step(batch):
     inputs, targets, weights = batch
     opt.zero_grad(set_to_none=True)
-    with autocast():
-        out = model(**inputs, unpack_output=False)
-        loss = sum(specs[t].loss_fn(out[t].float(), targets[t], weights[t]) for t in out)
+    with autocast:
+        out = forward(**inputs, unpack_output=False)
+        loss = sum(specs[t].loss_fn(out[t], targets[t], weights[t]) for t in out)
     loss.backward()
     opt.step()
     return loss.item()
@@ -127,12 +144,16 @@ def train_step(batch):
 model.train()
 for i in range(3):
     train_step(batches[i % len(batches)])
+if cuda:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
 step_s = []
 for i in range(STEPS):
     t0 = time.perf_counter()
     train_step(batches[i % len(batches)])
     step_s.append(time.perf_counter() - t0)
 train_s = sum(step_s)
+gpu_peak = torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 rss_train = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 kernels = None
@@ -152,21 +173,26 @@ if PROFILE:  # per-step time of the attention kernels, of the matmuls, and of ev
 windows_per_s = None
 if INFER:
     model.eval()
-    with torch.no_grad(), autocast():
+    with torch.no_grad(), autocast:
         for i in range(2):
-            model(**batches[i][0])
+            forward(**batches[i][0])
         infer_s = []
         for i in range(INFER):
             t0 = time.perf_counter()
-            model(**batches[i % len(batches)][0])
+            forward(**batches[i % len(batches)][0])
+            if cuda:
+                torch.cuda.synchronize()
             infer_s.append(time.perf_counter() - t0)
         windows_per_s = B / float(np.median(infer_s))
 print(json.dumps({
-    "dim": DIM, "precision": PRECISION, "steps": STEPS, "steps_per_s": 1.0 / float(np.median(step_s)), "steps_per_s_mean": STEPS / train_s,
+    "dim": DIM, "steps": STEPS, "steps_per_s": 1.0 / float(np.median(step_s)), "steps_per_s_mean": STEPS / train_s,
     "step_ms": [round(1e3 * t, 1) for t in step_s], "peak_rss_mib_train": rss_train,
     "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
     "inference_windows_per_s": windows_per_s, "spikes_per_window": spikes_per_window, "profile": kernels,
-    "torch": torch.__version__,
+    "torch": torch.__version__, "precision": PRECISION, "batch_size": B, "device": DEVICE, "compile": COMPILE,
+    "tokens_per_s": tokens_per_batch / float(np.median(step_s)), "input_tokens_per_batch": tokens_per_batch,
+    "input_padding_fraction": input_padding, "output_padding_fraction": output_padding,
+    "peak_gpu_mib": gpu_peak,
 }))
 '''
 
@@ -197,37 +223,56 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="alternating ours/peer rounds per dim")
     parser.add_argument("--threads", type=int, default=2, help="torch threads of each side (the issue: 2)")
     parser.add_argument("--skip-peer", action="store_true", help="only measure ours")
-    parser.add_argument("--precision", default="32", help="comma-separated, of 32 and bf16-mixed (forward and "
-                        "loss under torch.autocast on CPU, as Lightning's bf16-mixed); each side is run in each")
-    parser.add_argument("--dims", default="64,128", help="comma-separated model widths")
     parser.add_argument("--profile", type=int, default=0, metavar="STEPS",
                         help="also run STEPS training steps under torch.profiler (after the timed ones) and report "
                         "the per-step time of the SDPA kernels, of the matmuls and of everything else")
+    parser.add_argument("--precision", default="fp32", help="comma-separated: fp32, bf16-mixed (both sides)")
+    parser.add_argument("--dims", default="64,128", help="comma-separated model dims")
     args = parser.parse_args()
+    precisions = args.precision.split(",")
+    if not precisions or any(p not in ("fp32", "bf16-mixed") for p in precisions):
+        parser.error(f"--precision must list fp32 and/or bf16-mixed, got {args.precision!r}")
 
     results: dict = {"benchmark": "model_training_step", "threads": args.threads, "batch_size": 32,
                      "rounds": args.rounds, "statistic": "steps/s and windows/s from the median step time; "
                      "best round (highest steps/s) of each side; peak RSS: largest of the rounds"}
-    precisions = args.precision.split(",")
-    for precision in precisions:
-        if precision not in ("32", "bf16-mixed"):
-            raise ValueError(f"--precision: expected 32 or bf16-mixed, got {precision!r}.")
-    for dim, precision in [(int(d), p) for d in args.dims.split(",") for p in precisions]:
-        ours_runs, peer_runs = [], []
+    results["load_average_start"] = os.getloadavg()
+    for dim in (int(d) for d in args.dims.split(",")):
+        ours_runs = {p: [] for p in precisions}
+        peer_runs = {p: [] for p in precisions}
         for _ in range(args.rounds):  # alternate, so that both sides see the same machine load
-            argv = (str(dim), str(args.steps), str(args.infer), str(args.threads), str(args.profile), precision)
-            ours_runs.append(_run_ours(*argv))
+            for prec in precisions:
+                argv = (str(dim), str(args.steps), str(args.infer), str(args.threads), str(args.profile), prec)
+                ours_runs[prec].append(_run_ours(*argv))
+            for prec in precisions:
+                if not args.skip_peer:
+                    argv = (str(dim), str(args.steps), str(args.infer), str(args.threads), str(args.profile), prec)
+                    peer_runs[prec].append(run_peer(WORKLOAD, *argv, threads=args.threads, timeout=900))
+        for prec in precisions:
+            entry = {"ours": _best(ours_runs[prec])}
+            if peer_runs[prec]:
+                peer = _best(peer_runs[prec])
+                ours = entry["ours"]
+                entry["peer"] = peer
+                entry["steps_per_s_ratio"] = ours["steps_per_s"] / peer["steps_per_s"]
+                entry["peak_rss_train_ratio"] = ours["peak_rss_mib_train"] / peer["peak_rss_mib_train"]
+                entry["inference_ratio"] = ours["inference_windows_per_s"] / peer["inference_windows_per_s"]
+            results[f"dim{dim}" if precisions == ["fp32"] else f"dim{dim}_{prec}"] = entry
+        if len(precisions) > 1:
+            summary = results.setdefault("precision_summary", {})
+            by = {p: results[f"dim{dim}_{p}"] for p in precisions}
+            line = {f"ours_{p}_steps_per_s": by[p]["ours"]["steps_per_s"] for p in precisions}
+            if "fp32" in by and "bf16-mixed" in by:
+                line["ours_bf16_over_fp32"] = by["bf16-mixed"]["ours"]["steps_per_s"] / by["fp32"]["ours"]["steps_per_s"]
             if not args.skip_peer:
-                peer_runs.append(run_peer(WORKLOAD, *argv, threads=args.threads, timeout=900))
-        entry = {"ours": _best(ours_runs)}
-        if peer_runs:
-            peer = _best(peer_runs)
-            ours = entry["ours"]
-            entry["peer"] = peer
-            entry["steps_per_s_ratio"] = ours["steps_per_s"] / peer["steps_per_s"]
-            entry["peak_rss_train_ratio"] = ours["peak_rss_mib_train"] / peer["peak_rss_mib_train"]
-            entry["inference_ratio"] = ours["inference_windows_per_s"] / peer["inference_windows_per_s"]
-        results[f"dim{dim}" if precisions == ["32"] else f"dim{dim}_{precision}"] = entry
+                best = max(precisions, key=lambda p: by[p]["peer"]["steps_per_s"])
+                line["peer_best_precision"] = best
+                line["peer_best_steps_per_s"] = by[best]["peer"]["steps_per_s"]
+                fastest = max(precisions, key=lambda p: by[p]["ours"]["steps_per_s"])
+                line["ours_best_precision"] = fastest
+                line["ours_best_over_peer_best"] = by[fastest]["ours"]["steps_per_s"] / line["peer_best_steps_per_s"]
+            summary[f"dim{dim}"] = line
+    results["load_average_end"] = os.getloadavg()
     print(json.dumps(results))
 
 

@@ -118,6 +118,7 @@ def test_stitch_keeps_dtypes_and_shapes():
     assert u.shape == (0,) and v.shape == (0, 4)
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_stitch_cuda_matches_cpu():
     t = torch.tensor([0.5, 0.0, 0.5, 1.0], dtype=torch.float64)

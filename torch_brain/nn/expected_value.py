@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from torch_brain.nn.loss import weighted_mean
+from torch_brain.nn.loss import _loss_dtype, weighted_mean
 
 __all__ = [
     "BinsHead",
@@ -124,12 +124,14 @@ def expected_value(logits: Tensor, centres: Tensor) -> Tensor:
     """``sum_k softmax(logits)_k * centres_k``.
 
     Shapes: logits (n, d, K) with centres (d, K) -> (n, d) [bins]; logits (n, K) with centres
-    (K, d) -> (n, d) [codebook].
+    (K, d) -> (n, d) [codebook]. Half-precision logits (``bf16-mixed``) are computed in float32:
+    the centres keep their float32 values and the sum over K bins does not round at every term.
     """
-    probs = torch.softmax(logits, dim=-1)
+    probs = torch.softmax(_loss_dtype(logits), dim=-1)
     if logits.ndim == 3:
         return (probs * centres.to(probs.dtype)).sum(-1)
-    return probs @ centres.to(probs.dtype)
+    # not ``probs @ centres``: autocast would run that matmul in bf16 again (K x d is small)
+    return (probs.unsqueeze(-1) * centres.to(probs.dtype)).sum(-2)
 
 
 def hl_gauss_target(target: Tensor, centres: Tensor, sigma_ratio: float = 0.75) -> Tensor:
@@ -277,7 +279,7 @@ class BinsHead(_VocabHead):
 
     def ce_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """(n,) cross-entropy against the soft targets, averaged over output dimensions."""
-        logits = logits.reshape(-1, self.out_dim, self.num_bins)
+        logits = _loss_dtype(logits).reshape(-1, self.out_dim, self.num_bins)
         make = hl_gauss_target if self.soft_target == "hl_gauss" else two_hot_target
         centres = self.centres.detach()
         soft = make(target.to(centres.dtype), centres) if self.soft_target == "two_hot" else \
@@ -331,7 +333,7 @@ class CodebookHead(_VocabHead):
     def ce_loss(self, logits: Tensor, target: Tensor) -> Tensor:
         """(n,) cross-entropy against the nearest centroid."""
         nearest = torch.cdist(target.to(self.codebook.dtype), self.codebook.detach()).argmin(1)
-        return F.cross_entropy(logits, nearest, reduction="none")
+        return F.cross_entropy(_loss_dtype(logits), nearest, reduction="none")
 
 
 class ExpectedValueLoss(nn.Module):
@@ -359,6 +361,7 @@ class ExpectedValueLoss(nn.Module):
 
     def per_sample(self, logits: Tensor, target: Tensor) -> Tensor:
         """(n,) unweighted loss of each query."""
+        logits = _loss_dtype(logits)  # float32 under bf16-mixed (see expected_value)
         target = target.reshape(target.shape[0], -1).to(logits.dtype)
         out = logits.new_zeros(logits.shape[0])
         if self.mse_weight:
@@ -401,8 +404,9 @@ class SampledLoss(nn.Module):
         n = pred.shape[0]
         if n <= self.k:
             return self.loss_fn(pred, target, weights)
-        w = torch.ones(n, device=pred.device, dtype=pred.dtype) if weights is None else \
-            torch.as_tensor(weights, device=pred.device).to(pred.dtype)
+        wdt = torch.promote_types(pred.dtype, torch.float32)  # bf16 weights would round
+        w = torch.ones(n, device=pred.device, dtype=wdt) if weights is None else \
+            torch.as_tensor(weights, device=pred.device).to(wdt)
         pick = torch.randperm(n, device=pred.device)[: self.k]
         target = torch.as_tensor(target, device=pred.device)
         part = self.loss_fn(pred[pick], target[pick], w[pick])

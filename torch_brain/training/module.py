@@ -356,7 +356,9 @@ class NeuralDecoder(L.LightningModule):
             counts = self._counts(decoder, task)
             target = targets[task]
             if spec.type.name == "CONTINUOUS":
-                target = self.normalizer.normalize(task, target.to(pred.dtype), sessions, counts)
+                # float32 at least: under bf16-mixed the head's output is bfloat16, the target must not be
+                target = self.normalizer.normalize(task, target.to(torch.promote_types(pred.dtype, torch.float32)),
+                                                   sessions, counts)
             loss = self._readout_spec(task).loss_fn(pred, target, weights.get(task))
             per_task[task] = loss.detach()
             total = total + loss * (counts > 0).sum()
@@ -387,8 +389,9 @@ class NeuralDecoder(L.LightningModule):
         for task, pred in outputs.items():
             counts = self._counts(decoder, task)
             pred = self._predict(task, pred)
+            pred = pred.to(torch.promote_types(pred.dtype, torch.float32))  # bf16-mixed: evaluator gets float32
             if self.specs[task].type.name == "CONTINUOUS":
-                pred = self.normalizer.denormalize(task, pred.float(), sessions, counts)
+                pred = self.normalizer.denormalize(task, pred, sessions, counts)
             for i, chunk in enumerate(torch.split(pred, counts.tolist())):
                 if counts[i] > 0:
                     preds[i][task] = chunk

@@ -272,8 +272,11 @@ class _StitchedTask(torchmetrics.Metric):
                 target = rows[:, 1 + n_classes :].argmax(1)
             else:
                 count, width = rows[:, :1], math.prod(pred_shape)
-                pred = (rows[:, 1 : 1 + width] / count).reshape(-1, *pred_shape).to(pred_dtype)
-                target = (rows[:, 1 + width :] / count).reshape(-1, *target_shape).to(target_dtype)
+                # metrics see float32 at least: bf16-mixed predictions were pooled in float64 anyway
+                pred = (rows[:, 1 : 1 + width] / count).reshape(-1, *pred_shape).to(
+                    torch.promote_types(pred_dtype, torch.float32))
+                target = (rows[:, 1 + width :] / count).reshape(-1, *target_shape).to(
+                    torch.promote_types(target_dtype, torch.float32))
             seconds = time[offsets[i] : offsets[i + 1]] * _TIME_RESOLUTION
             self.stitched[name] = (seconds, pred, target)
             if out["nonfinite"]:
