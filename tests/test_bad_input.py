@@ -335,7 +335,7 @@ CASES = [
     ("cli_model_dim_zero", lambda c: _fit_cli(c, "model.dim=0"), CLIError, r"dim must be a positive int"),
     ("cli_no_steps", lambda c: _fit_cli(c, "trainer.max_steps=-1", "trainer.max_epochs=-1"), CLIError, r"max_steps > 0 or trainer.max_epochs > 0"),
     ("cli_scheduler_unknown", lambda c: _fit_cli(c, "scheduler.name=cosin"), CLIError, r"cosin.*(cosine)"),
-    ("cli_optimizer_unknown", lambda c: _fit_cli(c, "optimizer.name=lamb"), CLIError, r"'lamb'.*sparse_lamb"),
+    ("cli_optimizer_unknown", lambda c: _fit_cli(c, "optimizer.name=lambb"), CLIError, r"Unknown optimizer 'lambb'.*sparse_lamb"),
     ("cli_optimizer_option_misspelled", lambda c: _fit_cli(c, "optimizer.weight_decy=0.1"), CLIError, r"weight_decy.*weight_decay"),
     ("cli_precision_16_on_cpu", lambda c: _fit_cli(c, "trainer.precision=16-mixed"), CLIError, r"16-mixed needs a GPU"),
     ("cli_latent_step_not_dividing", lambda c: _fit_cli(c, "model.latent_step=0.3"), CLIError, r"whole multiple of latent_step"),
