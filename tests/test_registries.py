@@ -126,3 +126,23 @@ def test_a_registered_optimizer_and_schedule_work_by_name(_forget_test_entries):
     # built-in defaults still apply: sgd has momentum 0.9, adamw weight decay 0.01
     assert build_optimizer(params, "sgd").defaults["momentum"] == 0.9
     assert build_optimizer(params, "adamw").defaults["weight_decay"] == 0.01
+
+
+def test_check_options_reads_the_signature():
+    reg = Registry("widget")
+
+    @reg.register("plain")
+    class Plain:
+        def __init__(self, size: int = 1, *, colour: str = "red"):
+            pass
+
+    reg.register("factory", lambda owner, depth=2: None)
+    reg.register("open", lambda **anything: None)
+    reg.check_options("plain", ["size", "colour"])
+    reg.check_options("factory", ["depth"], exclude=("owner",))
+    reg.check_options("open", ["whatever"])  # **kwargs accepts every name
+    with pytest.raises(ValueError, match=r"^widget 'plain' has no option 'colur'. Did you mean 'colour'\? "
+                                         r"Valid options are: colour, size.$"):
+        reg.check_options("plain", ["colur"])
+    with pytest.raises(ValueError, match="widget 'factory' has no option 'owner'. Valid options are: depth."):
+        reg.check_options("factory", ["owner"], exclude=("owner",))

@@ -21,7 +21,8 @@ Example:
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+import inspect
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any, Generic, TypeVar
 
 __all__ = ["Registry"]
@@ -91,6 +92,30 @@ class Registry(Mapping[str, T], Generic[T]):
         if not callable(factory):
             raise TypeError(f"{self.kind} {name!r} is registered as {factory!r}, which is not callable.")
         return factory(*args, **kwargs)
+
+    def check_options(self, name: str, options: Iterable[str], *, exclude: Iterable[str] = ()) -> None:
+        """Refuses option names the entry ``name`` (a class or factory) does not take.
+
+        The valid names are the parameters of its signature (of ``__init__`` for a class), less
+        ``exclude`` (arguments the caller passes itself). An entry that takes ``**kwargs`` accepts all.
+
+        Raises:
+            ValueError: naming the option, the closest valid one and all valid ones.
+        """
+        entry = self.lookup(name)
+        target = entry.__init__ if inspect.isclass(entry) else entry
+        params = inspect.signature(target).parameters
+        if any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return
+        valid = sorted(p for p in params if p not in ("self", *exclude))
+        for key in options:
+            if key not in valid:
+                close = difflib.get_close_matches(key, valid, n=1)
+                raise ValueError(
+                    f"{self.kind} {name!r} has no option {key!r}."
+                    + (f" Did you mean {close[0]!r}?" if close else "")
+                    + f" Valid options are: {', '.join(valid)}."
+                )
 
     def name_of(self, obj: Any) -> str:
         """The name under which ``obj`` (or, for an instance, its class) is registered.

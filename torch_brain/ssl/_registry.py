@@ -39,24 +39,6 @@ def list_objectives() -> list[str]:
     return OBJECTIVE_REGISTRY.names()
 
 
-def _check_options(kind: str, name: str, cls: type, options: dict[str, Any]) -> None:
-    import difflib
-    import inspect
-
-    params = inspect.signature(cls.__init__).parameters
-    if any(p.kind is p.VAR_KEYWORD for p in params.values()):
-        return
-    valid = sorted(p for p in params if p not in ("self", "encoder"))
-    for key in options:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            raise ValueError(
-                f"{kind} {name!r} has no option {key!r}."
-                + (f" Did you mean {close[0]!r}?" if close else "")
-                + f" Valid options are: {', '.join(valid)}."
-            )
-
-
 def create_encoder(name: str, **options: Any) -> Any:
     """Build the encoder registered as ``name`` with its options (checked against its signature).
 
@@ -64,7 +46,7 @@ def create_encoder(name: str, **options: Any) -> Any:
         ValueError: unknown name (the registered ones are listed) or unknown option.
     """
     cls = ENCODER_REGISTRY.lookup(name)
-    _check_options("encoder", name, cls, options)
+    ENCODER_REGISTRY.check_options(name, options)
     return cls(**options)
 
 
@@ -76,7 +58,7 @@ def create_objective(name: str, encoder: Any, **options: Any) -> Any:
             the objective cannot work with.
     """
     cls = OBJECTIVE_REGISTRY.lookup(name)
-    _check_options("objective", name, cls, options)
+    OBJECTIVE_REGISTRY.check_options(name, options, exclude=("encoder",))
     kinds = getattr(cls, "encoder_kinds", None)
     kind = getattr(encoder, "kind", None)
     if kinds and kind not in kinds:

@@ -19,8 +19,6 @@ Example:
 
 from __future__ import annotations
 
-import difflib
-import inspect
 import random
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -58,13 +56,7 @@ def build_model(name: str, tasks: Sequence[str], *, sequence_length: float = 1.0
 
     cls = MODEL_REGISTRY.lookup(name)
     extra = cls.task_kwargs({t: get_modality(t) for t in tasks})
-    valid = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self",)]
-    for key in kwargs:
-        if key not in valid:
-            close = difflib.get_close_matches(key, valid, n=1)
-            raise ValueError(f"model {name!r} has no option {key!r}."
-                             + (f" Did you mean {close[0]!r}?" if close else "")
-                             + f" Valid options: {', '.join(sorted(valid))}.")
+    MODEL_REGISTRY.check_options(name, kwargs)
     return cls(sequence_length=sequence_length, **kwargs, **extra)
 
 

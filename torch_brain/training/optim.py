@@ -20,7 +20,6 @@ index and ``T`` the total number of steps:
 
 from __future__ import annotations
 
-import difflib
 import functools
 import inspect
 import math
@@ -67,21 +66,6 @@ OPTIMIZERS: tuple[str, ...] = ("adam", "adamw", "sgd", "sparse_lamb")
 SCHEDULES: tuple[str, ...] = ("cosine", "none", "onecycle", "plateau", "step", "warmup_cosine")
 
 
-def _closest(name: str, valid: Iterable[str]) -> str:
-    match = difflib.get_close_matches(name, list(valid), n=1)
-    return f" Did you mean {match[0]!r}?" if match else ""
-
-
-def _check_options(kind: str, name: str, options: dict[str, Any], valid: Iterable[str]) -> None:
-    valid = sorted(valid)
-    for key in options:
-        if key not in valid:
-            raise ValueError(
-                f"{kind} {name!r} has no option {key!r}.{_closest(key, valid)} "
-                f"Valid options are: {', '.join(valid)}."
-            )
-
-
 def build_optimizer(
     params: Iterable[torch.nn.Parameter] | Iterable[dict] | torch.nn.Module,
     name: str = "adamw",
@@ -107,8 +91,7 @@ def build_optimizer(
             does not take (the closest valid option is suggested).
     """
     factory = OPTIMIZER_REGISTRY.lookup(name)
-    valid = [p for p in inspect.signature(factory).parameters if p not in ("self", "params")]
-    _check_options("optimizer", name, options, valid)
+    OPTIMIZER_REGISTRY.check_options(name, options, exclude=("params",))
     if isinstance(params, torch.nn.Module):
         params = params.parameters()
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not 0 < lr < float("inf"):
@@ -176,10 +159,8 @@ def build_scheduler(
         ValueError: unknown schedule (valid ones listed), unknown option, missing total_steps.
     """
     builder = SCHEDULER_REGISTRY.lookup(name)
-    params = inspect.signature(builder).parameters
-    takes_interval = "interval" in params
-    valid = [p for p in params if p not in ("optimizer", "total_steps", "name")]
-    _check_options("schedule", name, options, valid)
+    takes_interval = "interval" in inspect.signature(builder).parameters
+    SCHEDULER_REGISTRY.check_options(name, options, exclude=("optimizer", "total_steps"))
     interval = options.get("interval", "step")
     if interval not in ("step", "epoch"):
         raise ValueError(f"schedule option interval must be 'step' or 'epoch', got {interval!r}.")
