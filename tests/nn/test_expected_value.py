@@ -119,9 +119,16 @@ def test_sampled_loss_is_unbiased():
         (lambda: CodebookHead(4, 1, num_bins=4).fit(np.full((10, 1), 2.0)), ValueError, "nothing to cluster"),
         (lambda: BinsHead(4, 1).predict(torch.zeros(1, 64)), RuntimeError, "has no vocabulary yet: call fit"),
         (lambda: SampledLoss(MSELoss(), 0), ValueError, "sample_k must be a positive int"),
+        (lambda: BinsHead(4, 1, strategy="log"), ValueError, "strategy must be 'quantile' or 'uniform', but got 'log'"),
         (lambda: ExpectedValueLoss(BinsHead(4, 1), mse_weight=0, ce_weight=0), ValueError, "both 0"),
     ],
 )
 def test_bad_input(make, exc, match):
     with pytest.raises(exc, match=match):
         make()
+
+
+def test_a_bins_head_fits_with_its_own_strategy():
+    head = BinsHead(4, 1, num_bins=5, strategy="uniform")
+    head.fit(np.array([[0.0], [1.0], [10.0]]))
+    np.testing.assert_allclose(head.centres.detach().numpy(), [[1.0, 3.0, 5.0, 7.0, 9.0]])

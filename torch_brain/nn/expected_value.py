@@ -240,6 +240,7 @@ class BinsHead(_VocabHead):
         num_bins: K >= 2 (default 64).
         sigma_ratio: HL-Gauss width in bin widths (default 0.75).
         soft_target: ``"hl_gauss"`` (default) or ``"two_hot"``.
+        strategy: how :meth:`fit` places the centres, ``"quantile"`` (default) or ``"uniform"``.
 
     Shapes: forward (n, dim) -> logits (n, d * K); predict (n, d * K) -> (n, d).
     """
@@ -247,9 +248,12 @@ class BinsHead(_VocabHead):
     kind = "bins"
 
     def __init__(self, dim: int, out_dim: int, num_bins: int = 64, *, sigma_ratio: float = 0.75,
-                 soft_target: str = "hl_gauss") -> None:
+                 soft_target: str = "hl_gauss", strategy: str = "quantile") -> None:
         super().__init__()
         self.num_bins = _check_num_bins(num_bins)
+        if strategy not in ("quantile", "uniform"):
+            raise ValueError(f"strategy must be 'quantile' or 'uniform', but got {strategy!r}.")
+        self.strategy = strategy
         if soft_target not in ("hl_gauss", "two_hot"):
             raise ValueError(f"soft_target must be 'hl_gauss' or 'two_hot', but got {soft_target!r}.")
         if not sigma_ratio > 0:
@@ -260,11 +264,11 @@ class BinsHead(_VocabHead):
         # not broadcast it before every forward (a broadcast that ranks without a batch never join)
         self.centres = nn.Parameter(torch.full((self.out_dim, self.num_bins), float("nan")), requires_grad=False)
 
-    def fit(self, values: Any, *, strategy: str = "quantile", task: str = "bins head") -> None:
+    def fit(self, values: Any, *, task: str = "bins head") -> None:
         """Set the centres from (n, d) training targets (see :func:`quantile_centres`)."""
         values = _check_fit_values(values, self.out_dim, task)
         with torch.no_grad():
-            self.centres.copy_(quantile_centres(values, self.num_bins, strategy=strategy))
+            self.centres.copy_(quantile_centres(values, self.num_bins, strategy=self.strategy))
 
     @property
     def is_fitted(self) -> bool:
@@ -308,7 +312,7 @@ class CodebookHead(_VocabHead):
         self.proj = nn.Linear(dim, self.num_bins)
         self.codebook = nn.Parameter(torch.full((self.num_bins, self.out_dim), float("nan")), requires_grad=False)
 
-    def fit(self, values: Any, *, task: str = "codebook head", **_: Any) -> None:
+    def fit(self, values: Any, *, task: str = "codebook head") -> None:
         """Set the centroids by k-means of the (n, d) training target vectors."""
         values = _check_fit_values(values, self.out_dim, task)
         if float((values.max(0).values - values.min(0).values).max()) <= 0:
@@ -425,7 +429,7 @@ def make_head(kind: str, dim: int, out_dim: int, **options: Any) -> tuple[nn.Mod
         dim: input embedding size.
         out_dim: output dimensions.
         **options: ``num_bins``, ``sigma_ratio``, ``soft_target``, ``seed`` (head) and
-            ``mse_weight``, ``ce_weight`` (loss); ``strategy`` is used by fitting.
+            ``strategy`` (head) and ``mse_weight``, ``ce_weight`` (loss).
     """
     loss_keys = {"mse_weight", "ce_weight"}
     head_keys = {"bins": {"num_bins", "sigma_ratio", "soft_target", "strategy"},
@@ -438,7 +442,7 @@ def make_head(kind: str, dim: int, out_dim: int, **options: Any) -> tuple[nn.Mod
         raise ValueError(f"readout head {kind!r} has no option(s) {sorted(unknown)}; valid: {', '.join(valid)}.")
     if kind == "linear":
         return nn.Linear(dim, out_dim), None
-    head_opts = {k: v for k, v in options.items() if k in head_keys[kind] and k != "strategy"}
+    head_opts = {k: v for k, v in options.items() if k in head_keys[kind]}
     head = BinsHead(dim, out_dim, **head_opts) if kind == "bins" else CodebookHead(dim, out_dim, **head_opts)
     loss = ExpectedValueLoss(head, **{k: v for k, v in options.items() if k in loss_keys})
     return head, loss

@@ -260,10 +260,7 @@ class NeuralDecoder(L.LightningModule):
             if not pooled[task]:
                 raise ValueError(f"readout head of {task!r}: the training split has no target of this "
                                  "task to fit its bins on.")
-            options = getattr(self.model, "readout_head", None) or \
-                getattr(self.model.readout, "heads", {}).get(task, {})
-            head.fit(np.concatenate(pooled[task]), task=f"readout head of {task!r}",
-                     **({"strategy": options["strategy"]} if "strategy" in options else {}))
+            head.fit(np.concatenate(pooled[task]), task=f"readout head of {task!r}")
         return sorted(todo)
 
     def _check_eval_sessions(self, dm: Any, split: str) -> None:
