@@ -447,21 +447,19 @@ def _read_behavior(nwb: Any, path: Path, behavior: Sequence[str] | None, found: 
 
 # ---------------------------------------------------------------------------------- continuous
 def _iter_electrical(nwb: Any) -> Iterator[tuple[str, Any]]:
+    """(path, series) of every ElectricalSeries in acquisition and in processing modules, also
+    those held by containers such as LFP."""
     from pynwb.ecephys import ElectricalSeries
 
-    for name, obj in nwb.acquisition.items():
+    places = [(f"acquisition/{name}", obj) for name, obj in nwb.acquisition.items()]
+    places += [(f"processing/{mname}/{iname}", iface) for mname, module in nwb.processing.items()
+               for iname, iface in module.data_interfaces.items()]
+    for where, obj in places:
         if isinstance(obj, ElectricalSeries):
-            yield f"acquisition/{name}", obj
+            yield where, obj
         elif hasattr(obj, "electrical_series"):
             for sname, series in obj.electrical_series.items():
-                yield f"acquisition/{name}/{sname}", series
-    for mname, module in nwb.processing.items():
-        for iname, iface in module.data_interfaces.items():
-            if isinstance(iface, ElectricalSeries):
-                yield f"processing/{mname}/{iname}", iface
-            elif hasattr(iface, "electrical_series"):
-                for sname, series in iface.electrical_series.items():
-                    yield f"processing/{mname}/{iname}/{sname}", series
+                yield f"{where}/{sname}", series
 
 
 def _series_rate(series: Any) -> float:
