@@ -180,3 +180,30 @@ def test_check_compatible_lists_every_difference_and_ignores_unrecorded_keys():
                                          r"Use the run's own config"):
         check_compatible(saved, current, source="run/last.ckpt")
     check_compatible({"tasks": ["cursor_velocity_2d"]}, current, source="x")  # sequence_length not recorded
+
+
+def test_eval_loss_of_a_rank_without_windows_is_silent_and_not_logged(monkeypatch):
+    """A rank that got no evaluation window joins the loss's collective compute without a
+    torchmetrics warning, logs nothing, and the next epoch's mean is unaffected."""
+    import warnings
+
+    module = NeuralDecoder("poyo_plus", tasks=["cursor_velocity_2d"],
+                           model_kwargs={"dim": 8, "depth": 1, "dim_head": 4, "self_heads": 1})
+    logged = {}
+    log = lambda name, value, **kw: logged.__setitem__(name, float(value))  # noqa: E731
+    module.log = log
+    def refuse(*args, **kwargs):
+        raise AssertionError("library code changed the process's warning filters")
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        monkeypatch.setattr(warnings, "filterwarnings", refuse)
+        monkeypatch.setattr(warnings, "simplefilter", refuse)
+        module._log_eval_loss("val")
+        monkeypatch.undo()
+    assert logged == {}
+    # weighted mean of the next epoch: (1 * 2 + 3 * 4) / (2 + 4)
+    module._eval_loss.update(torch.tensor(1.0), weight=2)
+    module._eval_loss.update(torch.tensor(3.0), weight=4)
+    module._log_eval_loss("val")
+    assert logged == {"val_loss": pytest.approx(14 / 6)}

@@ -397,12 +397,11 @@ class NeuralDecoder(L.LightningModule):
         return self._eval_step(batch, "test")
 
     def _log_eval_loss(self, stage: str) -> None:
-        import warnings
-
-        with warnings.catch_warnings():
-            # a rank without evaluation windows has no update; its (empty) state still joins
-            warnings.filterwarnings("ignore", message=".*was called before the ``update`` method")
-            loss = self._eval_loss.compute()  # collective: every rank calls it
+        if not self._eval_loss.update_called:
+            # a rank without evaluation windows still joins the collective compute: a zero-weight
+            # update leaves the mean unchanged (and, on every rank, gives nan: logged as nothing)
+            self._eval_loss.update(torch.zeros((), device=self.device), weight=0.0)
+        loss = self._eval_loss.compute()  # collective: every rank calls it
         self._eval_loss.reset()
         if not torch.isnan(loss):  # nan: no evaluation window on any rank
             # already the same reduced value on every rank; sync_dist=True (a mean of equal
