@@ -7,6 +7,7 @@ Layout of a run directory::
       checkpoints/       best-*.ckpt (best k by the monitored metric), last.ckpt, epoch-*.ckpt
       logs/              metrics.csv (Lightning CSVLogger), tensorboard/ (if installed)
       history.json       one entry per validation: epoch, step, every logged metric
+      readout_vocab.pt   fitted bins / codebooks of expected-value heads (reused on resume)
       metrics_<stage>.json   final metrics of `validate` / `test` (per session and task)
       plots/             decoded vs true traces, confusion matrices, learning curves
 """
