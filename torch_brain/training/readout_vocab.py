@@ -21,6 +21,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -37,10 +39,7 @@ CACHE_NAME = "readout_vocab.pt"
 _FORMAT = "torch_brain.readout_vocab/1"
 
 
-def _info(message: str) -> None:
-    from lightning.pytorch.utilities import rank_zero_info
-
-    rank_zero_info(message)
+_log = logging.getLogger(__name__)
 
 
 def head_signature(head: Any) -> dict[str, Any]:
@@ -143,7 +142,7 @@ def _pooled_targets(dataset: Any, specs: Mapping[str, Any], normalizer: TargetNo
 
 def fit_vocabularies(heads: Mapping[str, Any], dataset: Any, specs: Mapping[str, Any],
                      normalizer: TargetNormalizer, *, cache: str | Path | None = None,
-                     progress: bool = False, write: bool = True) -> list[str]:
+                     progress: bool = False, main_process: bool = True) -> list[str]:
     """Fits the heads of ``heads`` that have no vocabulary yet; returns the tasks fitted or reused.
 
     Args:
@@ -152,8 +151,10 @@ def fit_vocabularies(heads: Mapping[str, Any], dataset: Any, specs: Mapping[str,
         specs: task -> ModalitySpec.
         normalizer: the targets' normalisation (the vocabulary lives in normalised units).
         cache: a cache file to reuse from and write to (None: no cache).
-        progress: show progress over the sessions of the statistics pass.
-        write: write the cache (False on DDP ranks other than 0).
+        progress: show progress over the sessions of the statistics pass (and a line when the
+            cache is reused).
+        main_process: this process writes the cache and logs a mismatch (False on DDP ranks
+            other than 0).
 
     Raises:
         ValueError: NaN/inf training targets (the session and count are named), constant
@@ -183,11 +184,11 @@ def fit_vocabularies(heads: Mapping[str, Any], dataset: Any, specs: Mapping[str,
                 entries[task] = {"head": head_signature(head), "fingerprint": fingerprint}
                 if cache.is_file():
                     reasons.append(f"{task}: {why}")
-        if reasons:
-            _info(f"readout vocabulary cache {str(cache)!r} does not match ({'; '.join(reasons)}); "
-                  "recomputing.")
-        if reused:
-            _info(f"readout vocabularies of {reused} reused from {str(cache)!r}.")
+        if reasons and main_process:
+            _log.warning(f"readout vocabulary cache {str(cache)!r} does not match ({'; '.join(reasons)}); "
+                         "recomputing.")
+        if reused and progress:
+            print(f"readout statistics: {', '.join(reused)} reused from {str(cache)!r}", file=sys.stdout, flush=True)
     if not compute:
         return sorted(todo)
     pooled = _pooled_targets(dataset, {t: specs[t] for t in compute}, normalizer, progress)
@@ -199,6 +200,6 @@ def fit_vocabularies(heads: Mapping[str, Any], dataset: Any, specs: Mapping[str,
         head.fit(np.concatenate(pooled[task]), task=label)
         if cache is not None:
             entries[task]["values"] = head.vocabulary.detach().cpu().clone()
-    if cache is not None and write:
+    if cache is not None and main_process:
         _write_cache(cache, entries)
     return sorted(todo)
