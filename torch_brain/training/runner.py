@@ -480,7 +480,9 @@ def evaluate(
     _seed(cfg)
     dm = build_datamodule(cfg)
     try:
-        module = NeuralDecoder.load_from_checkpoint(str(ckpt), map_location="cpu")
+        module = NeuralDecoder.load_from_checkpoint(
+            str(ckpt), map_location="cpu",
+            log_readout_distribution=bool(cfg["logging"]["readout_distribution"]))
     except Exception:
         read_checkpoint(ckpt)  # names a file that is not a readable checkpoint
         raise
