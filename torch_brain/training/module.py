@@ -258,17 +258,17 @@ class NeuralDecoder(L.LightningModule):
     def fit_readout_vocabularies(self, dataset: Any, *, progress: bool = False, main_process: bool = True) -> list[str]:
         """Fits the bins / codebooks of expected-value heads that have none yet, from ``dataset``'s
         training targets as the loss sees them (normalised), or reuses them from
-        ``readout_vocab_cache`` (see :func:`~torch_brain.training.readout_vocab.fit_vocabularies`).
+        ``readout_vocab_cache`` (see :func:`~torch_brain.training.readout_vocab.fit_readout_vocabularies`).
         Returns the tasks fitted or reused.
 
         Raises:
             ValueError: NaN/inf training targets (the session and count are named), constant
                 targets, or a task without any training target.
         """
-        from torch_brain.training.readout_vocab import fit_vocabularies
+        from torch_brain.training.readout_vocab import fit_readout_vocabularies
 
         heads = getattr(self.model, "vocabulary_heads", dict)()
-        return fit_vocabularies(heads, dataset, self.specs, self.normalizer, cache=self.readout_vocab_cache,
+        return fit_readout_vocabularies(heads, dataset, self.specs, self.normalizer, cache=self.readout_vocab_cache,
                                 progress=progress, main_process=main_process)
 
     def _check_eval_sessions(self, dm: Any, split: str) -> None:

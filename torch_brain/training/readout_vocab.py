@@ -1,6 +1,6 @@
 """The statistics pass of expected-value readouts: bins / codebooks fitted once, with a cache.
 
-:func:`fit_vocabularies` fits every expected-value head that has no vocabulary yet from the
+:func:`fit_readout_vocabularies` fits every expected-value head that has no vocabulary yet from the
 training split's targets as the loss sees them (normalised), in one pass over the sessions (with a
 progress bar). Given a ``cache`` file it first looks there: an entry is reused only when it was
 computed for the same head (kind, ``num_bins``, output size, strategy / seed) from the same data
@@ -32,7 +32,7 @@ import torch
 
 from torch_brain.training.normalization import TargetNormalizer, training_targets
 
-__all__ = ["CACHE_NAME", "fit_vocabularies", "head_signature", "vocabulary_fingerprint"]
+__all__ = ["CACHE_NAME", "fit_readout_vocabularies", "head_signature", "vocabulary_fingerprint"]
 
 #: file name of the cache in a run directory
 CACHE_NAME = "readout_vocab.pt"
@@ -140,9 +140,9 @@ def _pooled_targets(dataset: Any, specs: Mapping[str, Any], normalizer: TargetNo
     return pooled
 
 
-def fit_vocabularies(heads: Mapping[str, Any], dataset: Any, specs: Mapping[str, Any],
-                     normalizer: TargetNormalizer, *, cache: str | Path | None = None,
-                     progress: bool = False, main_process: bool = True) -> list[str]:
+def fit_readout_vocabularies(heads: Mapping[str, Any], dataset: Any, specs: Mapping[str, Any],
+                             normalizer: TargetNormalizer, *, cache: str | Path | None = None,
+                             progress: bool = False, main_process: bool = True) -> list[str]:
     """Fits the heads of ``heads`` that have no vocabulary yet; returns the tasks fitted or reused.
 
     Args:
