@@ -253,9 +253,11 @@ class NeuralDecoder(L.LightningModule):
             trainer = self.trainer
             # progress where the trainer shows it (the runner's enable_progress_bar), on rank 0 only
             show = trainer.progress_bar_callback is not None and trainer.is_global_zero
-            self.fit_readout_vocabularies(dm.dataset("train"), progress=show, main_process=trainer.is_global_zero)
+            self.fit_readout_vocabularies(dm.dataset("train"), progress=show,
+                                          main_process=trainer.is_global_zero)
 
-    def fit_readout_vocabularies(self, dataset: Any, *, progress: bool = False, main_process: bool = True) -> list[str]:
+    def fit_readout_vocabularies(self, dataset: Any, *, progress: bool = False,
+                                 main_process: bool = True) -> list[str]:
         """Fits the bins / codebooks of expected-value heads that have none yet, from ``dataset``'s
         training targets as the loss sees them (normalised), or reuses them from
         ``readout_vocab_cache`` (see :func:`~torch_brain.training.readout_vocab.fit_readout_vocabularies`).
@@ -268,8 +270,9 @@ class NeuralDecoder(L.LightningModule):
         from torch_brain.training.readout_vocab import fit_readout_vocabularies
 
         heads = getattr(self.model, "vocabulary_heads", dict)()
-        return fit_readout_vocabularies(heads, dataset, self.specs, self.normalizer, cache=self.readout_vocab_cache,
-                                progress=progress, main_process=main_process)
+        return fit_readout_vocabularies(heads, dataset, self.specs, self.normalizer,
+                                        cache=self.readout_vocab_cache, progress=progress,
+                                        main_process=main_process)
 
     def _check_eval_sessions(self, dm: Any, split: str) -> None:
         """Evaluation needs trained embeddings of every session and unit it reads."""
