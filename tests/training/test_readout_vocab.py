@@ -199,8 +199,11 @@ def test_runner_progress_follows_enable_progress_bar(tiny_root, tmp_path, capsys
     assert "readout statistics" not in capsys.readouterr().out
     base["trainer"] = {**base["trainer"], "enable_progress_bar": True}
     fit(tiny_config(tiny_root, **base), run_dir=tmp_path / "shown")
-    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("readout statistics")]
-    assert len(lines) == 2 and lines[0] == "readout statistics: 2 sessions"  # stdout is a pipe here
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("readout ")]
+    # stdout is a pipe here: a line before and after reading the sessions and fitting the heads
+    assert len(lines) == 4 and lines[0] == "readout statistics: 2 sessions"
+    assert lines[1].startswith("readout statistics: 2 sessions in ")
+    assert lines[2] == "readout vocabulary fit: 1 head" and lines[3].startswith("readout vocabulary fit: 1 head in ")
 
 
 @pytest.mark.slow

@@ -192,7 +192,12 @@ def fit_readout_vocabularies(heads: Mapping[str, Any], dataset: Any, specs: Mapp
     if not compute:
         return sorted(todo)
     pooled = _pooled_targets(dataset, {t: specs[t] for t in compute}, normalizer, progress)
-    for task, head in compute.items():
+    heads_to_fit = compute.items()
+    if progress:  # k-means of a large training split takes a while (40 s for 840k 2-D targets, K=64)
+        from torch_brain.training.progress import progress_iter
+
+        heads_to_fit = progress_iter(heads_to_fit, total=len(compute), desc="readout vocabulary fit", unit="head")
+    for task, head in heads_to_fit:
         if not pooled[task]:
             raise ValueError(f"readout head of {task!r}: the training split has no target of this "
                              "task to fit its bins on.")
