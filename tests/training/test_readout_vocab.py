@@ -239,6 +239,16 @@ def test_cli_fit_then_resume_reuses_the_cache(tiny_root, tmp_path, monkeypatch, 
     err = capsys.readouterr().err
     assert "cannot resume" in err and "model_kwargs" in err and "'num_bins': 6" in err
 
+    # re-running fit into the same directory: --overwrite replaces the run but keeps the cache,
+    # which is reused while it matches and recomputed when the bins change
+    (run / "old.txt").write_text("old")
+    assert main(["fit", str(config), "--run-dir", str(run), "--overwrite"]) == 0
+    assert passes == [1] and not (run / "old.txt").exists()
+    assert main(["fit", str(config), f"model.readout_heads.{TASK}.num_bins=6", "--run-dir", str(run),
+                 "--overwrite"]) == 0
+    assert passes == [1, 1]
+    assert torch.load(run / "readout_vocab.pt", weights_only=True)["tasks"][TASK]["values"].shape == (2, 6)
+
 
 @pytest.mark.slow
 def test_finetune_keeps_the_pretrained_bins_unless_told_to_refit(tiny_root, tmp_path):

@@ -349,7 +349,7 @@ def fit(
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
     _check_before_writing(cfg, dm)
     if rank_zero:
-        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        prepare_run_dir(out, resume=resume, overwrite=overwrite, keep=(READOUT_VOCAB_CACHE,))
         dump_config(cfg, out / "config.yaml")
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     summary = _final_summary(out, trainer)
@@ -571,7 +571,7 @@ def finetune(
     build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), max_steps=1)  # throw-away: checks the settings
     _check_before_writing(cfg, dm)
     if rank_zero:
-        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        prepare_run_dir(out, resume=resume, overwrite=overwrite, keep=(READOUT_VOCAB_CACHE,))
         dump_config(cfg, out / "config.yaml")
     known_units = set(model.unit_emb.vocab or {})
     known_sessions = set(model.session_emb.vocab or {})
