@@ -137,24 +137,36 @@ def test_a_mismatching_cache_is_recomputed_and_said_so(tiny_root, tmp_path, monk
     np.testing.assert_array_equal(_centres(third), _centres(other))
 
 
-def test_changed_data_under_the_same_ids_or_a_damaged_file_is_never_reused(tiny_root, tmp_path, monkeypatch, caplog):
-    # the same recording ids and head, other targets: the normalisation statistics of the new data differ
+@pytest.mark.parametrize("normalization, keep_mtime", [("per_session", True), ("none", False)])
+def test_changed_data_under_the_same_ids_or_a_damaged_file_is_never_reused(tiny_root, tmp_path, monkeypatch, caplog,
+                                                                           normalization, keep_mtime):
+    # the same recording ids and head, other targets in the same file: the normalisation statistics
+    # show it even when the file keeps its size and modification time (copied with times kept);
+    # with normalisation "none" no statistic does, the file's modification time does
+    import os
+
     root = tmp_path / "root"
     shutil.copytree(tiny_root, root)
     cache = tmp_path / "readout_vocab.pt"
-    module, train = _module(root, cache=cache)
+    module, train = _module(root, cache=cache, normalization=normalization)
     module.fit_readout_vocabularies(train)
-    with h5py.File(root / "synthetic_reaching" / "session_00.h5", "r+") as f:
-        f["cursor"]["vel"][...] = f["cursor"]["vel"][:] * 3.0 + 1.0
-    other, train = _module(root, cache=cache)
+    path = root / "synthetic_reaching" / "session_00.h5"
+    before = path.stat()
+    with h5py.File(path, "r+") as f:
+        f["cursor"]["vel"][...] = f["cursor"]["vel"][:] ** 3  # not affine: survives standardisation
+    assert path.stat().st_size == before.st_size
+    if keep_mtime:
+        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    other, train = _module(root, cache=cache, normalization=normalization)
     reads = _count_reads(monkeypatch, train)
     with caplog.at_level(logging.INFO, logger="torch_brain.training.readout_vocab"):
         other.fit_readout_vocabularies(train)
-    assert reads and "normalisation statistics differ" in caplog.text
+    assert reads and "recording files or normalisation statistics differ" in caplog.text
+    assert not np.allclose(_centres(other), _centres(module))
 
     caplog.clear()
     cache.write_bytes(cache.read_bytes()[:100])  # torn file
-    broken, train = _module(root, cache=cache)
+    broken, train = _module(root, cache=cache, normalization=normalization)
     reads = _count_reads(monkeypatch, train)
     with caplog.at_level(logging.INFO, logger="torch_brain.training.readout_vocab"):
         broken.fit_readout_vocabularies(train)

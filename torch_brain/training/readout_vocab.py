@@ -4,8 +4,8 @@
 training split's targets as the loss sees them (normalised), in one pass over the sessions (with a
 progress bar). Given a ``cache`` file it first looks there: an entry is reused only when it was
 computed for the same head (kind, ``num_bins``, output size, strategy / seed) from the same data
-(training recording ids, their training intervals, the task's readout config, the normalisation
-mode and statistics); anything else is recomputed, with one log line that says why. The runner
+(training recording ids, their training intervals, the task's readout config, the size and
+modification time of their files, the normalisation mode and statistics); anything else is recomputed, with one log line that says why. The runner
 keeps the cache at ``<run_dir>/readout_vocab.pt`` (:data:`CACHE_NAME`); without a cache path
 (plain Lightning use) nothing is read or written.
 
@@ -57,13 +57,23 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+def _file_stamp(dataset: Any, rid: str) -> list[int] | None:
+    """Size and modification time of ``<root>/<recording id>.h5``: a file rewritten in place (even
+    with normalisation ``none``, whose statistics would not show it) no longer matches."""
+    path = Path(getattr(dataset, "root", "")) / f"{rid}.h5"
+    if not getattr(dataset, "root", None) or not path.is_file():
+        return None
+    stat = path.stat()
+    return [int(stat.st_size), int(stat.st_mtime_ns)]
+
+
 def vocabulary_fingerprint(dataset: Any, task: str, spec: Any, normalizer: TargetNormalizer) -> dict[str, Any]:
     """What a task's vocabulary is computed from, without reading any target.
 
     Returns:
         ``{"recordings": sorted training recording ids decoding the task, "normalization": mode,
-        "digest": sha256 of those ids with their training intervals and readout config entries,
-        the spec's keys, and the task's normalisation statistics}``.
+        "digest": sha256 of those ids with their training intervals, readout config entries and
+        file size / modification time, the spec's keys, and the task's normalisation statistics}``.
     """
     recordings = {}
     for rid, intervals in dataset.get_sampling_intervals().items():
@@ -73,7 +83,7 @@ def vocabulary_fingerprint(dataset: Any, task: str, spec: Any, normalizer: Targe
             continue  # this recording does not decode the task
         recordings[str(rid)] = {"start": np.asarray(intervals.start, dtype=np.float64).tolist(),
                                 "end": np.asarray(intervals.end, dtype=np.float64).tolist(),
-                                "readout": entries.get(task)}
+                                "readout": entries.get(task), "file": _file_stamp(dataset, rid)}
     mode = normalizer.stats.get("mode", "none")
     content = {"task": task, "keys": [spec.timestamp_key, spec.value_key], "recordings": recordings,
                "normalization": mode, "stats": normalizer.stats.get("tasks", {}).get(task)}
@@ -97,7 +107,7 @@ def _mismatch(entry: Any, signature: Mapping[str, Any], fingerprint: Mapping[str
     if cached.get("normalization") != fingerprint["normalization"]:
         return f"normalization {cached.get('normalization')!r} cached vs {fingerprint['normalization']!r} now"
     if cached.get("digest") != fingerprint["digest"]:
-        return "training intervals, readout config or normalisation statistics differ"
+        return "training intervals, readout config, recording files or normalisation statistics differ"
     return None
 
 
