@@ -132,3 +132,14 @@ def test_a_bins_head_fits_with_its_own_strategy():
     head = BinsHead(4, 1, num_bins=5, strategy="uniform")
     head.fit(np.array([[0.0], [1.0], [10.0]]))
     np.testing.assert_allclose(head.centres.detach().numpy(), [[1.0, 3.0, 5.0, 7.0, 9.0]])
+
+
+def test_entropy_of_the_predicted_distribution_by_hand():
+    bins = BinsHead(4, 2, num_bins=4)
+    logits = torch.tensor([[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, float(np.log(3.0)), 0.0]])  # dim 1: p = (1, 1, 3, 1) / 6
+    p1 = np.array([1, 1, 3, 1]) / 6
+    want = (np.log(4) - (p1 * np.log(p1)).sum()) / 2  # averaged over the 2 output dimensions
+    assert float(bins.entropy(logits)) == pytest.approx(want, rel=1e-6)
+    codebook = CodebookHead(4, 2, num_bins=2)
+    p = np.array([0.25, 0.75])
+    assert float(codebook.entropy(torch.tensor([[0.0, float(np.log(3.0))]]))) == pytest.approx(-(p * np.log(p)).sum())

@@ -29,6 +29,16 @@ def test_overwrite_replaces(tmp_path):
     assert not (run / "old.txt").exists() and (run / "checkpoints").is_dir()
 
 
+def test_overwrite_keeps_the_files_it_is_told_to(tmp_path):
+    run = prepare_run_dir(tmp_path / "run")
+    for name in ("old.txt", "readout_vocab.pt", "checkpoints/last.ckpt", "logs/readout_vocab.pt"):
+        (run / name).parent.mkdir(parents=True, exist_ok=True)
+        (run / name).write_text(name)
+    prepare_run_dir(run, overwrite=True, keep=("readout_vocab.pt",))
+    assert sorted(str(p.relative_to(run)) for p in run.rglob("*")) == ["checkpoints", "readout_vocab.pt"]
+    assert (run / "readout_vocab.pt").read_text() == "readout_vocab.pt"
+
+
 def test_resume_needs_last_checkpoint(tmp_path):
     run = prepare_run_dir(tmp_path / "run")
     with pytest.raises(FileNotFoundError, match=r"cannot resume: no checkpoint .*last.ckpt"):

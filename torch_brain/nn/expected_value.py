@@ -216,9 +216,33 @@ def kmeans(values: Tensor, num_clusters: int, *, iters: int = 50, seed: int = 0)
 
 
 class _VocabHead(nn.Module):
-    """Shared parts of the two expected-value heads."""
+    """Shared parts of the two expected-value heads (``_vocab_name``: the frozen vocabulary)."""
 
     kind = ""
+    _vocab_name = ""
+
+    @property
+    def vocabulary(self) -> Tensor:
+        """The fitted centres (d, K) or centroids (K, d); NaN until fitted."""
+        return getattr(self, self._vocab_name)
+
+    @property
+    def is_fitted(self) -> bool:
+        return not bool(torch.isnan(self.vocabulary).any())
+
+    def load_vocabulary(self, values: Any) -> None:
+        """Sets the vocabulary to ``values`` (e.g. from a cache), of the vocabulary's shape."""
+        values = torch.as_tensor(values, dtype=torch.float32)
+        if tuple(values.shape) != tuple(self.vocabulary.shape) or not bool(torch.isfinite(values).all()):
+            raise ValueError(f"{self.kind} vocabulary must be finite with shape {tuple(self.vocabulary.shape)}, "
+                             f"but got shape {tuple(values.shape)}.")
+        with torch.no_grad():
+            self.vocabulary.copy_(values)
+
+    def reset_vocabulary(self) -> None:
+        """Forgets the fitted vocabulary (back to NaN), so that the next fit sets a new one."""
+        with torch.no_grad():
+            self.vocabulary.fill_(float("nan"))
 
     def _check_fitted(self, buffer: Tensor) -> None:
         if bool(torch.isnan(buffer).any()):
@@ -226,6 +250,15 @@ class _VocabHead(nn.Module):
                 f"this {self.kind} readout head has no vocabulary yet: call fit(training_targets) first "
                 "(torch_brain.training fits it from the training split), or load a checkpoint that has one."
             )
+
+    def _distribution_logits(self, logits: Tensor) -> Tensor:
+        return logits  # (n, K): one distribution per query
+
+    def entropy(self, logits: Tensor) -> Tensor:
+        """(n,) entropy in nats of the predicted distribution (bins: averaged over output dimensions)."""
+        logp = torch.log_softmax(self._distribution_logits(_loss_dtype(logits)), -1)
+        ent = -(logp.exp() * logp).sum(-1)
+        return ent.mean(-1) if ent.ndim == 2 else ent
 
     def ce_loss(self, logits: Tensor, target: Tensor) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -246,6 +279,7 @@ class BinsHead(_VocabHead):
     """
 
     kind = "bins"
+    _vocab_name = "centres"
 
     def __init__(self, dim: int, out_dim: int, num_bins: int = 64, *, sigma_ratio: float = 0.75,
                  soft_target: str = "hl_gauss", strategy: str = "quantile") -> None:
@@ -267,12 +301,15 @@ class BinsHead(_VocabHead):
     def fit(self, values: Any, *, task: str = "bins head") -> None:
         """Set the centres from (n, d) training targets (see :func:`quantile_centres`)."""
         values = _check_fit_values(values, self.out_dim, task)
+        try:
+            centres = quantile_centres(values, self.num_bins, strategy=self.strategy)
+        except ValueError as err:
+            raise ValueError(f"{task}: {err}") from None
         with torch.no_grad():
-            self.centres.copy_(quantile_centres(values, self.num_bins, strategy=self.strategy))
+            self.centres.copy_(centres)
 
-    @property
-    def is_fitted(self) -> bool:
-        return not bool(torch.isnan(self.centres).any())
+    def _distribution_logits(self, logits: Tensor) -> Tensor:
+        return logits.reshape(-1, self.out_dim, self.num_bins)  # (n, d, K): one per output dimension
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(x)
@@ -304,6 +341,7 @@ class CodebookHead(_VocabHead):
     """
 
     kind = "codebook"
+    _vocab_name = "codebook"
 
     def __init__(self, dim: int, out_dim: int, num_bins: int = 64, *, seed: int = 0) -> None:
         super().__init__()
@@ -322,10 +360,6 @@ class CodebookHead(_VocabHead):
             )
         with torch.no_grad():
             self.codebook.copy_(kmeans(values, self.num_bins, seed=self.seed))
-
-    @property
-    def is_fitted(self) -> bool:
-        return not bool(torch.isnan(self.codebook).any())
 
     def forward(self, x: Tensor) -> Tensor:
         return self.proj(x)

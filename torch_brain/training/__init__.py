@@ -31,6 +31,7 @@ from torch_brain.training.optim import (
     warmup_cosine_factor,
 )
 from torch_brain.training.progress import LineProgressBar, make_progress_bar
+from torch_brain.training.readout_vocab import fit_readout_vocabularies
 from torch_brain.training.ssl import (
     FAST_OVERRIDES,
     SSL_DEFAULT_CONFIG,
@@ -85,6 +86,7 @@ __all__ = [
     "evaluate",
     "finetune",
     "fit",
+    "fit_readout_vocabularies",
     "list_metrics",
     "load_config",
     "load_ssl_config",

@@ -110,10 +110,13 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "plots": True,  # used only if matplotlib is installed
         "plot_seconds": 20.0,  # stretch of test time shown in trace plots
         "quiet": False,
+        "readout_distribution": False,  # log CE and entropy of bins/codebook heads in val/test
     },
     "finetune": {
         "checkpoint": None,
         "skip_readout": True,
+        # fit new bins / codebooks on the fine-tuning data instead of keeping the pretrained ones
+        "refit_readout_vocabularies": False,
         "unit_identification_steps": 0,  # first phase: train only new unit/session embeddings
         "unit_identification_lr": None,  # default: optimizer.lr
     },

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -29,7 +30,7 @@ import torch
 from torch import nn
 
 from torch_brain.models import MODEL_REGISTRY
-from torch_brain.training.normalization import TargetNormalizer, compute_target_stats, training_targets
+from torch_brain.training.normalization import TargetNormalizer, compute_target_stats
 from torch_brain.training.optim import build_optimizer, build_scheduler
 
 __all__ = ["MODELS", "NeuralDecoder", "build_model", "check_compatible"]
@@ -149,6 +150,14 @@ class NeuralDecoder(L.LightningModule):
         normalization: ``"per_session"``, ``"global"`` or ``"none"``: how continuous targets
             are standardised (statistics from the training split, computed in :meth:`setup`).
         compile: run the model through ``torch.compile``.
+        log_readout_distribution: also log, in validation and test, the mean cross-entropy of every
+            expected-value (bins / codebook) head against its soft target and the mean entropy of
+            its predicted distribution, in nats (``val_readout_ce/<task>``,
+            ``val_readout_entropy/<task>``, ``test_...``).
+        readout_vocab_cache: a file where the fitted bins / codebooks are cached and reused from
+            when they were computed from the same data (see
+            :mod:`torch_brain.training.readout_vocab`; the runner uses
+            ``<run_dir>/readout_vocab.pt``). None (default): no cache. Not saved in checkpoints.
     """
 
     def __init__(
@@ -162,6 +171,8 @@ class NeuralDecoder(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         normalization: str = "per_session",
         compile: bool = False,
+        log_readout_distribution: bool = False,
+        readout_vocab_cache: str | Path | None = None,
     ) -> None:
         super().__init__()
         if isinstance(model, nn.Module):
@@ -196,7 +207,9 @@ class NeuralDecoder(L.LightningModule):
             "scheduler": dict(scheduler) if scheduler else None,
             "normalization": normalization,
             "compile": bool(compile),
+            "log_readout_distribution": bool(log_readout_distribution),
         })
+        self.readout_vocab_cache = None if readout_vocab_cache is None else Path(readout_vocab_cache)
         from torch_brain.registry import get_modality
 
         self.specs = {t: get_modality(t) for t in tasks}
@@ -208,6 +221,11 @@ class NeuralDecoder(L.LightningModule):
         # the epoch-end hook, which runs on every rank, also on one that had no evaluation batch
         # (a per-step ``self.log(..., sync_dist=True)`` would be reduced only by ranks that logged)
         self._eval_loss = torchmetrics.MeanMetric()
+        # per expected-value head: mean CE and entropy over the epoch's queries (reduced like the loss)
+        heads = getattr(self.model, "vocabulary_heads", dict)() if log_readout_distribution else {}
+        self._readout_stats = nn.ModuleDict({t: nn.ModuleDict({"ce": torchmetrics.MeanMetric(),
+                                                               "entropy": torchmetrics.MeanMetric()})
+                                             for t in heads})
 
     # ---------------------------------------------------------------- setup
     def setup(self, stage: str) -> None:
@@ -232,36 +250,29 @@ class NeuralDecoder(L.LightningModule):
             self.normalizer = TargetNormalizer(compute_target_stats(
                 dm.dataset("train"), self.specs, mode=self.hparams.normalization))
         if stage == "fit":
-            self.fit_readout_vocabularies(dm.dataset("train"))
+            trainer = self.trainer
+            # progress where the trainer shows it (the runner's enable_progress_bar), on rank 0 only
+            show = trainer.progress_bar_callback is not None and trainer.is_global_zero
+            self.fit_readout_vocabularies(dm.dataset("train"), progress=show,
+                                          main_process=trainer.is_global_zero)
 
-    def fit_readout_vocabularies(self, dataset: Any) -> list[str]:
+    def fit_readout_vocabularies(self, dataset: Any, *, progress: bool = False,
+                                 main_process: bool = True) -> list[str]:
         """Fits the bins / codebooks of expected-value heads that have none yet, from ``dataset``'s
-        training targets as the loss sees them (normalised). Returns the tasks fitted.
+        training targets as the loss sees them (normalised), or reuses them from
+        ``readout_vocab_cache`` (see :func:`~torch_brain.training.readout_vocab.fit_readout_vocabularies`).
+        Returns the tasks fitted or reused.
 
         Raises:
             ValueError: NaN/inf training targets (the session and count are named), constant
                 targets, or a task without any training target.
         """
+        from torch_brain.training.readout_vocab import fit_readout_vocabularies
+
         heads = getattr(self.model, "vocabulary_heads", dict)()
-        todo = {t: h for t, h in heads.items() if not h.is_fitted}
-        if not todo:
-            return []
-        pooled: dict[str, list[np.ndarray]] = {t: [] for t in todo}
-        for task, rid, values, _ in training_targets(dataset, {t: self.specs[t] for t in todo}):
-            bad = ~np.all(np.isfinite(values), axis=1)
-            if bad.any():
-                raise ValueError(
-                    f"readout head of {task!r}: {int(bad.sum())} of {len(values)} training targets of "
-                    f"session {rid!r} are NaN or inf; fix or drop them before fitting the head's bins."
-                )
-            t = self.normalizer.normalize(task, torch.from_numpy(values).float(), [rid])
-            pooled[task].append(t.double().numpy())
-        for task, head in todo.items():
-            if not pooled[task]:
-                raise ValueError(f"readout head of {task!r}: the training split has no target of this "
-                                 "task to fit its bins on.")
-            head.fit(np.concatenate(pooled[task]), task=f"readout head of {task!r}")
-        return sorted(todo)
+        return fit_readout_vocabularies(heads, dataset, self.specs, self.normalizer,
+                                        cache=self.readout_vocab_cache, progress=progress,
+                                        main_process=main_process)
 
     def _check_eval_sessions(self, dm: Any, split: str) -> None:
         """Evaluation needs trained embeddings of every session and unit it reads."""
@@ -334,6 +345,15 @@ class NeuralDecoder(L.LightningModule):
     def _counts(self, decoder: torch.Tensor, task: str) -> torch.Tensor:
         return (decoder == self.specs[task].id).sum(dim=1)  # (B,) queries of task per sample
 
+    def _target(self, task: str, pred: torch.Tensor, target: torch.Tensor, sessions: Sequence[str],
+                counts: torch.Tensor) -> torch.Tensor:
+        """The target as the loss sees it (continuous ones normalised)."""
+        if self.specs[task].type.name != "CONTINUOUS":
+            return target
+        # float32 at least: under bf16-mixed the head's output is bfloat16, the target must not be
+        return self.normalizer.normalize(task, target.to(torch.promote_types(pred.dtype, torch.float32)),
+                                         sessions, counts)
+
     def _loss(self, batch: Mapping[str, Any], output: Any) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         outputs, targets, weights, _, decoder = self._multitask_view(batch, output)
         sessions = batch["session_id"]
@@ -341,13 +361,8 @@ class NeuralDecoder(L.LightningModule):
         total = decoder.new_zeros((), dtype=torch.float32)
         per_task = {}
         for task, pred in outputs.items():
-            spec = self.specs[task]
             counts = self._counts(decoder, task)
-            target = targets[task]
-            if spec.type.name == "CONTINUOUS":
-                # float32 at least: under bf16-mixed the head's output is bfloat16, the target must not be
-                target = self.normalizer.normalize(task, target.to(torch.promote_types(pred.dtype, torch.float32)),
-                                                   sessions, counts)
+            target = self._target(task, pred, targets[task], sessions, counts)
             loss = self._readout_spec(task).loss_fn(pred, target, weights.get(task))
             per_task[task] = loss.detach()
             total = total + loss * (counts > 0).sum()
@@ -377,6 +392,9 @@ class NeuralDecoder(L.LightningModule):
         preds: list[dict[str, torch.Tensor]] = [{} for _ in sessions]
         for task, pred in outputs.items():
             counts = self._counts(decoder, task)
+            if task in self._readout_stats:
+                self._update_readout_stats(task, pred, self._target(task, pred, targets[task], sessions, counts),
+                                           masks.get(task))
             pred = self._predict(task, pred)
             pred = pred.to(torch.promote_types(pred.dtype, torch.float32))  # bf16-mixed: evaluator gets float32
             if self.specs[task].type.name == "CONTINUOUS":
@@ -390,23 +408,42 @@ class NeuralDecoder(L.LightningModule):
             eval_masks=masks, session_ids=sessions, absolute_starts=batch["absolute_start"],
         )
 
+    @torch.no_grad()
+    def _update_readout_stats(self, task: str, logits: torch.Tensor, target: torch.Tensor,
+                              mask: torch.Tensor | None) -> None:
+        """Accumulates the CE and entropy of a vocabulary head's queries (those the metrics score)."""
+        head = self.model.vocabulary_heads()[task]
+        ce, entropy = head.ce_loss(logits, target.reshape(len(target), -1)), head.entropy(logits)  # (n,) each
+        if mask is not None:
+            keep = mask.reshape(-1).bool()
+            ce, entropy = ce[keep], entropy[keep]
+        if ce.numel():
+            self._readout_stats[task]["ce"].update(ce.float())
+            self._readout_stats[task]["entropy"].update(entropy.float())
+
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
         return self._eval_step(batch, "val")
 
     def test_step(self, batch: Mapping[str, Any], batch_idx: int) -> Any:
         return self._eval_step(batch, "test")
 
-    def _log_eval_loss(self, stage: str) -> None:
-        if not self._eval_loss.update_called:
+    def _log_mean(self, metric: Any, name: str) -> None:
+        if not metric.update_called:
             # a rank without evaluation windows still joins the collective compute: a zero-weight
             # update leaves the mean unchanged (and, on every rank, gives nan: logged as nothing)
-            self._eval_loss.update(torch.zeros((), device=self.device), weight=0.0)
-        loss = self._eval_loss.compute()  # collective: every rank calls it
-        self._eval_loss.reset()
-        if not torch.isnan(loss):  # nan: no evaluation window on any rank
+            metric.update(torch.zeros((), device=self.device), weight=0.0)
+        value = metric.compute()  # collective: every rank calls it
+        metric.reset()
+        if not torch.isnan(value):  # nan: no evaluation window on any rank
             # already the same reduced value on every rank; sync_dist=True (a mean of equal
             # values, called by every rank) only tells Lightning so
-            self.log(f"{stage}_loss", loss, sync_dist=True)
+            self.log(name, value, sync_dist=True)
+
+    def _log_eval_loss(self, stage: str) -> None:
+        self._log_mean(self._eval_loss, f"{stage}_loss")
+        for task, stats in self._readout_stats.items():  # same order on every rank
+            for kind, metric in stats.items():
+                self._log_mean(metric, f"{stage}_readout_{kind}/{task}")
 
     def on_validation_start(self) -> None:
         _refuse_rewrapped_eval_sampler(self.trainer, self.trainer.val_dataloaders, "validation")

@@ -9,7 +9,7 @@ training sessions). They travel in the checkpoint (``checkpoint["target_normaliz
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,12 +32,16 @@ def _inside(timestamps: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.
     return out
 
 
-def training_targets(dataset: Any, tasks: Mapping[str, Any]) -> Iterator[tuple[str, str, np.ndarray, bool]]:
+def training_targets(dataset: Any, tasks: Mapping[str, Any], *,
+                     progress: Callable[[Iterable, int], Iterable] | None = None,
+                     ) -> Iterator[tuple[str, str, np.ndarray, bool]]:
     """Every task's targets inside each recording's training sampling intervals.
 
     Args:
         dataset: a training-split :class:`~torch_brain.data.Dataset`.
         tasks: {task name: ModalitySpec}.
+        progress: ``progress(recordings, count)`` wraps the loop over recordings (e.g. to show a
+            bar); None: no progress.
 
     Yields:
         ``(task, recording_id, values (n, dim) float64, normalized)`` for every recording that
@@ -45,7 +49,9 @@ def training_targets(dataset: Any, tasks: Mapping[str, Any]) -> Iterator[tuple[s
         (``normalize_mean`` / ``normalize_std``, already applied to ``values``, as the tokenizer
         does). Values may hold NaN; callers decide.
     """
-    for rid, intervals in dataset.get_sampling_intervals().items():
+    recordings = dataset.get_sampling_intervals()
+    items: Iterable = recordings.items() if progress is None else progress(recordings.items(), len(recordings))
+    for rid, intervals in items:
         data = dataset.get_recording_data(rid)
         starts = np.asarray(intervals.start, dtype=np.float64)
         ends = np.asarray(intervals.end, dtype=np.float64)

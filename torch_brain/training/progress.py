@@ -3,19 +3,23 @@
 On a terminal Lightning's tqdm bar redraws one line in place. In a pipe, a file or a cluster log
 every redraw becomes a line of its own (thousands per run), so there :class:`LineProgressBar`
 prints one plain line every ``every_n_steps`` training steps and one at the end of each epoch and
-evaluation instead.
+evaluation instead. :func:`progress_iter` does the same for a pass over sessions (the readout
+statistics): a tqdm bar on a terminal, a line before and a line after in a pipe.
 """
 
 from __future__ import annotations
 
 import sys
 import time
-from typing import Any, TextIO
+from collections.abc import Iterable, Iterator
+from typing import Any, TextIO, TypeVar
 
 import lightning as L
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 
-__all__ = ["LineProgressBar", "make_progress_bar"]
+__all__ = ["LineProgressBar", "make_progress_bar", "progress_iter"]
+
+_T = TypeVar("_T")
 
 
 class LineProgressBar(ProgressBar):
@@ -85,3 +89,31 @@ def make_progress_bar(every_n_steps: int = 50, stream: TextIO | None = None) -> 
     if getattr(out, "isatty", lambda: False)():
         return TQDMProgressBar()
     return LineProgressBar(every_n_steps=every_n_steps, stream=stream)
+
+
+def progress_iter(items: Iterable[_T], *, total: int, desc: str, unit: str = "session",
+                  stream: TextIO | None = None) -> Iterator[_T]:
+    """Yields ``items`` while showing progress where ``stream`` (default stdout) goes.
+
+    On a terminal a tqdm bar (removed when done); otherwise one line before
+    (``"<desc>: 12 sessions"``) and one after (``"<desc>: 12 sessions in 3.4 s"``), never a line
+    per item.
+
+    Args:
+        items: what to iterate.
+        total: number of items (for the bar and the lines).
+        desc: what the pass does, e.g. ``"readout statistics"``.
+        unit: singular name of one item.
+        stream: where to print; default ``sys.stdout`` (looked up at call time).
+    """
+    out = stream or sys.stdout
+    if getattr(out, "isatty", lambda: False)():
+        from tqdm import tqdm
+
+        yield from tqdm(items, total=total, desc=desc, unit=unit, file=out, leave=False)
+        return
+    units = f"{total} {unit}{'' if total == 1 else 's'}"
+    print(f"{desc}: {units}", file=out, flush=True)
+    t0 = time.perf_counter()
+    yield from items
+    print(f"{desc}: {units} in {time.perf_counter() - t0:.1f} s", file=out, flush=True)

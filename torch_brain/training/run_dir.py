@@ -7,6 +7,7 @@ Layout of a run directory::
       checkpoints/       best-*.ckpt (best k by the monitored metric), last.ckpt, epoch-*.ckpt
       logs/              metrics.csv (Lightning CSVLogger), tensorboard/ (if installed)
       history.json       one entry per validation: epoch, step, every logged metric
+      readout_vocab.pt   fitted bins / codebooks of expected-value heads (reused on resume)
       metrics_<stage>.json   final metrics of `validate` / `test` (per session and task)
       plots/             decoded vs true traces, confusion matrices, learning curves
 """
@@ -18,6 +19,7 @@ import math
 import os
 import shutil
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -118,13 +120,16 @@ def check_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool 
     return run_dir
 
 
-def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False) -> Path:
+def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: bool = False,
+                    keep: Sequence[str] = ()) -> Path:
     """Creates (or reopens) a run directory, refusing to clobber an existing run.
 
     Args:
         run_dir: the folder.
         resume: continue the run in ``run_dir`` (its ``checkpoints/last.ckpt`` must exist).
         overwrite: delete an existing ``run_dir`` first.
+        keep: names of files directly in ``run_dir`` that ``overwrite`` leaves in place (caches
+            that check themselves, such as ``readout_vocab.pt``).
 
     Returns:
         The run directory path.
@@ -142,7 +147,13 @@ def prepare_run_dir(run_dir: str | Path, *, resume: bool = False, overwrite: boo
             leftover.unlink()
         return run_dir
     if overwrite and run_dir.is_dir() and any(run_dir.iterdir()):
-        shutil.rmtree(run_dir)
+        for child in run_dir.iterdir():
+            if child.name in keep and child.is_file():
+                continue
+            if child.is_dir() and not child.is_symlink():
+                shutil.rmtree(child)
+            else:
+                child.unlink()
     try:
         (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
         probe = tempfile.NamedTemporaryFile(dir=run_dir / "checkpoints", prefix=".write-test-")

@@ -24,6 +24,7 @@ from torch_brain.training.config import dump_config, load_config
 from torch_brain.training.datamodule import DecodingDataModule
 from torch_brain.training.module import NeuralDecoder, check_compatible
 from torch_brain.training.progress import make_progress_bar
+from torch_brain.training.readout_vocab import CACHE_NAME as READOUT_VOCAB_CACHE
 from torch_brain.training.run_dir import (
     AtomicCheckpointIO,
     HistoryCallback,
@@ -77,6 +78,7 @@ def build_module(config: Mapping[str, Any], tasks: Sequence[str]) -> NeuralDecod
         name, tasks=list(tasks), sequence_length=float(config["data"]["window_length"]),
         model_kwargs=model_cfg, optimizer=config["optimizer"], scheduler=config["scheduler"],
         normalization=config["normalization"]["mode"], compile=bool(config["trainer"]["compile"]),
+        log_readout_distribution=bool(config["logging"]["readout_distribution"]),
     )
 
 
@@ -340,13 +342,14 @@ def fit(
     _seed(cfg)
     dm = build_datamodule(cfg)
     module = build_module(cfg, dm.tasks)
+    module.readout_vocab_cache = out / READOUT_VOCAB_CACHE  # bins / codebooks reused on resume
     ckpt = last_checkpoint(out) if resume else None
     if ckpt is not None:
         _check_resume_compatible(module, ckpt)
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
     _check_before_writing(cfg, dm)
     if rank_zero:
-        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        prepare_run_dir(out, resume=resume, overwrite=overwrite, keep=(READOUT_VOCAB_CACHE,))
         dump_config(cfg, out / "config.yaml")
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
     summary = _final_summary(out, trainer)
@@ -477,7 +480,9 @@ def evaluate(
     _seed(cfg)
     dm = build_datamodule(cfg)
     try:
-        module = NeuralDecoder.load_from_checkpoint(str(ckpt), map_location="cpu")
+        module = NeuralDecoder.load_from_checkpoint(
+            str(ckpt), map_location="cpu",
+            log_readout_distribution=bool(cfg["logging"]["readout_distribution"]))
     except Exception:
         read_checkpoint(ckpt)  # names a file that is not a readable checkpoint
         raise
@@ -522,7 +527,9 @@ def finetune(
 
     The model is rebuilt from ``checkpoint`` (default ``config.finetune.checkpoint``) with
     ``load_pretrained(skip_readout=finetune.skip_readout)``; unit/session vocabularies are
-    extended with the new ids. With ``finetune.unit_identification_steps > 0`` a first phase
+    extended with the new ids. Expected-value heads keep the pretrained bins / codebooks of the
+    tasks the checkpoint knows, unless ``finetune.refit_readout_vocabularies`` fits them again on
+    this run's training split. With ``finetune.unit_identification_steps > 0`` a first phase
     trains only the new unit/session embeddings, then every weight is trained for
     ``trainer.max_steps`` steps.
     """
@@ -553,13 +560,18 @@ def finetune(
     specs = {t: get_modality(t) for t in dm.tasks}
     cls = MODEL_REGISTRY.lookup(model_name)
     model = cls.load_pretrained(ckpt_in, **cls.task_kwargs(specs), skip_readout=bool(ft["skip_readout"]))
+    if ft["refit_readout_vocabularies"]:
+        for head in model.vocabulary_heads().values():
+            head.reset_vocabulary()  # fitted again on this run's training split in setup
     module = NeuralDecoder(model, optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            normalization=cfg["normalization"]["mode"],
-                           compile=bool(cfg["trainer"]["compile"]))
+                           compile=bool(cfg["trainer"]["compile"]),
+                           log_readout_distribution=bool(cfg["logging"]["readout_distribution"]),
+                           readout_vocab_cache=out / READOUT_VOCAB_CACHE)
     build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), max_steps=1)  # throw-away: checks the settings
     _check_before_writing(cfg, dm)
     if rank_zero:
-        prepare_run_dir(out, resume=resume, overwrite=overwrite)
+        prepare_run_dir(out, resume=resume, overwrite=overwrite, keep=(READOUT_VOCAB_CACHE,))
         dump_config(cfg, out / "config.yaml")
     known_units = set(model.unit_emb.vocab or {})
     known_sessions = set(model.session_emb.vocab or {})
