@@ -149,6 +149,9 @@ class NeuralDecoder(L.LightningModule):
         normalization: ``"per_session"``, ``"global"`` or ``"none"``: how continuous targets
             are standardised (statistics from the training split, computed in :meth:`setup`).
         compile: run the model through ``torch.compile``.
+        encoder_lr_scale: learning rate of the encoder (every weight but the readout, task and
+            unit/session embeddings) relative to ``optimizer.lr``, e.g. 0.1 when fine-tuning a
+            pretrained encoder (see :func:`torch_brain.ssl.encoder_param_groups`).
     """
 
     def __init__(
@@ -162,6 +165,7 @@ class NeuralDecoder(L.LightningModule):
         scheduler: Mapping[str, Any] | None = None,
         normalization: str = "per_session",
         compile: bool = False,
+        encoder_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if isinstance(model, nn.Module):
@@ -196,6 +200,7 @@ class NeuralDecoder(L.LightningModule):
             "scheduler": dict(scheduler) if scheduler else None,
             "normalization": normalization,
             "compile": bool(compile),
+            "encoder_lr_scale": float(encoder_lr_scale),
         })
         from torch_brain.registry import get_modality
 
@@ -423,8 +428,14 @@ class NeuralDecoder(L.LightningModule):
 
     # ---------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.model.parameters() if p.requires_grad]
         opt_cfg = dict(self.hparams.optimizer)
+        scale = self.hparams.get("encoder_lr_scale", 1.0)
+        if scale == 1.0:
+            params: Any = [p for p in self.model.parameters() if p.requires_grad]
+        else:
+            from torch_brain.ssl.finetune import encoder_param_groups
+
+            params = encoder_param_groups(self.model, opt_cfg.get("lr", 1e-3), scale)
         optimizer = build_optimizer(params, opt_cfg.pop("name", "adamw"), **opt_cfg)
         sched_cfg = dict(self.hparams.scheduler or {"name": "none"})
         name = sched_cfg.pop("name", "none")
