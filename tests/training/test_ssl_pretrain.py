@@ -253,3 +253,65 @@ def test_masked_signal_pretraining_on_the_synthetic_lfp(tiny_root, tmp_path):
     assert {"val/loss", "val/msm_loss", "val/stft_loss", "train/msm_loss"} <= set(last)
     assert last["val/loss"] < first["val/loss"]
     assert load_encoder(run).kind == "patch_transformer"
+
+
+def _encoder_weights(state, prefix=""):
+    """The encoder's weights in a state dict (without the unit/session tables, which grow on new ids)."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and torch.is_tensor(v)
+            and not k[len(prefix):].startswith(("unit_emb", "session_emb", "readout", "task_emb"))}
+
+
+@pytest.mark.parametrize("finetune_options, frozen_at_end", [
+    ({"freeze_encoder": True}, True),
+    ({"freeze_encoder_steps": 2}, False),
+])
+def test_finetune_with_a_frozen_encoder(ssl_run, tiny_root, tmp_path, finetune_options, frozen_at_end):
+    from torch_brain.training import finetune
+
+    encoder = torch.load(ssl_run[0] / "encoder.pt", weights_only=True)["state_dict"]
+    config = tiny_config(tiny_root, data={"config": str(HELDOUT_CONFIG)},
+                         finetune={"checkpoint": str(ssl_run[0] / "encoder.pt"), **finetune_options},
+                         trainer={"max_steps": 3})
+    summary = finetune(config, run_dir=tmp_path / "ft")
+    state = torch.load(tmp_path / "ft" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    tuned = _encoder_weights(state, "model.")
+    reference = _encoder_weights(encoder)
+    assert tuned.keys() == reference.keys() and len(reference) > 10
+    same = [torch.equal(tuned[k], reference[k]) for k in reference]
+    assert all(same) if frozen_at_end else not any(same)
+    assert summary["frozen_encoder_steps"] == ("all" if frozen_at_end else 2)
+    if not frozen_at_end:  # the frozen first phase ran (its own checkpoints) before the 3 full steps
+        phase = torch.load(tmp_path / "ft" / "checkpoints" / "frozen_encoder" / "last.ckpt", weights_only=True)
+        assert phase["global_step"] == 2 and summary["global_step"] == 3
+        first = _encoder_weights(phase["state_dict"], "model.")
+        assert all(torch.equal(first[k], reference[k]) for k in reference)  # frozen in the first phase
+
+
+def test_encoder_learning_rate_scale_makes_two_parameter_groups(ssl_run):
+    from torch_brain.ssl import load_pretrained_encoder
+    from torch_brain.training import NeuralDecoder
+
+    model = load_pretrained_encoder(ssl_run[0], "poyo", readout_spec="cursor_velocity_2d")
+    module = NeuralDecoder(model, optimizer={"name": "adamw", "lr": 1e-3}, encoder_lr_scale=0.1)
+    groups = module.configure_optimizers().param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])
+    names = {id(p): n for n, p in model.named_parameters()}
+    new = sorted(names[id(p)].split(".")[0] for p in groups[0]["params"])
+    assert set(new) == {"readout", "unit_emb", "session_emb"}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+    assert all(not names[id(p)].startswith(("readout", "unit_emb", "session_emb")) for p in groups[1]["params"])
+
+
+@pytest.mark.parametrize("option, match", [
+    ({"freeze_encoder_steps": -1}, "finetune.freeze_encoder_steps must be an int >= 0"),
+    ({"encoder_lr_scale": 0}, "finetune.encoder_lr_scale must be a number > 0"),
+    ({"freeze_encoder": True, "freeze_encoder_steps": 5}, "set one of the two"),
+])
+def test_bad_freeze_options_are_refused_before_writing(ssl_run, tiny_root, tmp_path, option, match):
+    from torch_brain.training import finetune
+
+    config = tiny_config(tiny_root, finetune={"checkpoint": str(ssl_run[0] / "encoder.pt"), **option})
+    config["data"]["config"] = str(HELDOUT_CONFIG)
+    with pytest.raises(ValueError, match=match):
+        finetune(config, run_dir=tmp_path / "ft")
+    assert not (tmp_path / "ft").exists()
