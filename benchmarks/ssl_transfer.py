@@ -94,13 +94,13 @@ def _one_task(path: Path, task: str) -> list:
     return entries
 
 
-def _decoder_config(args: argparse.Namespace, root: Path, name: str, labelled_s: float) -> dict:
+def _decoder_config(args: argparse.Namespace, root: Path, name: str, labelled_s: float, seed: int) -> dict:
     # a few labelled seconds make epochs of 1-2 batches: validate (20 batches, for the history only;
     # both arms are tested at their last step) about twice per run instead of every epoch
     batches = max(1, int(np.ceil(labelled_s / 16)))
     every = max(1, args.finetune_steps // (2 * batches))
     return {
-        "name": name, "seed": args.seed,
+        "name": name, "seed": seed,
         "data": {"root": str(root), "config": _one_task(args.heldout, args.task), "batch_size": 16},
         "model": {"name": "poyo", **args.model},
         "optimizer": {"name": "adamw", "lr": args.finetune_lr, "weight_decay": 1e-4},
@@ -217,10 +217,14 @@ def main() -> None:
     parser.add_argument("--encoder-lr-scale", type=float, default=1.0,
                         help="encoder learning rate relative to --finetune-lr")
     parser.add_argument("--arms", default="pretrained,scratch", help="which fine-tuning arms to run")
+    parser.add_argument("--finetune-seeds", default="0,1,2",
+                        help="seeds of the fine-tuning / scratch runs (comma-separated); R² is their mean")
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--reuse-pretrain", action="store_true",
                         help="fine-tune from <work>/pretrain/encoder.pt of an earlier run instead of pretraining")
     args = parser.parse_args()
+    if not 0 <= args.freeze_encoder_steps < args.finetune_steps:
+        parser.error("--freeze-encoder-steps must be >= 0 and below --finetune-steps (it is part of them).")
     args.model = {"dim": args.dim, "depth": 2, "dim_head": 16, "cross_heads": 1, "self_heads": 2,
                   "latent_step": 0.125, "num_latents_per_step": 8}
 
@@ -262,25 +266,36 @@ def main() -> None:
         labels_root, kept_s = _few_labels_root(root, str(args.heldout), args.label_fraction, work / "few_labels")
         result["labelled_train_s"] = round(kept_s, 1)
         arms = {}
+        seeds = [int(x) for x in str(args.finetune_seeds or args.seed).split(",")]
         for arm in [a for a in args.arms.split(",") if a]:
-            cfg = _decoder_config(args, labels_root, arm, kept_s)
-            t0 = time.perf_counter()
-            if arm == "pretrained":
-                check = _LoadedCheck(work / "pretrain" / "encoder.pt")
-                finetune(cfg, checkpoint=work / "pretrain" / "encoder.pt", run_dir=work / arm, overwrite=True,
-                         callbacks=[check])
-                # (the callback runs in the last phase: after a frozen first phase the encoder is unchanged)
-                result["loaded_encoder_max_abs_diff"] = check.max_abs_diff
-            elif arm == "scratch":
-                fit(cfg, run_dir=work / arm, overwrite=True)
-            else:
-                raise SystemExit(f"--arms: unknown arm {arm!r}; use pretrained and/or scratch.")
-            train_s = time.perf_counter() - t0
-            test = evaluate(work / arm, stage="test", checkpoint="last")
-            arms[arm] = {"test_r2": test["average"], "train_s": round(train_s, 1)}
+            r2s, walls = [], []
+            for seed in seeds:
+                cfg = _decoder_config(args, labels_root, arm, kept_s, seed)
+                if arm == "pretrained":  # the frozen first phase counts: both arms take finetune_steps steps
+                    cfg["trainer"]["max_steps"] = args.finetune_steps - args.freeze_encoder_steps
+                run = work / f"{arm}_seed{seed}"
+                t0 = time.perf_counter()
+                if arm == "pretrained":
+                    check = _LoadedCheck(work / "pretrain" / "encoder.pt")
+                    finetune(cfg, checkpoint=work / "pretrain" / "encoder.pt", run_dir=run, overwrite=True,
+                             callbacks=[check])
+                    # (the callback runs in the last phase: after a frozen first phase the encoder is unchanged)
+                    result["loaded_encoder_max_abs_diff"] = max(result.get("loaded_encoder_max_abs_diff", 0.0),
+                                                                check.max_abs_diff)
+                elif arm == "scratch":
+                    fit(cfg, run_dir=run, overwrite=True)
+                else:
+                    raise SystemExit(f"--arms: unknown arm {arm!r}; use pretrained and/or scratch.")
+                walls.append(time.perf_counter() - t0)
+                r2s.append(evaluate(run, stage="test", checkpoint="last")["average"])
+            arms[arm] = {"test_r2": float(np.mean(r2s)), "test_r2_per_seed": [round(r, 4) for r in r2s],
+                         "train_s": round(float(np.mean(walls)), 1)}
+        result["finetune_seeds"] = seeds
         result.update({f"{k}_{m}": v for k, d in arms.items() for m, v in d.items()})
         if len(arms) == 2:
-            result["r2_gain"] = arms["pretrained"]["test_r2"] - arms["scratch"]["test_r2"]
+            gains = np.subtract(arms["pretrained"]["test_r2_per_seed"], arms["scratch"]["test_r2_per_seed"])
+            result["r2_gain"] = float(np.mean(gains))
+            result["r2_gain_per_seed"] = [round(float(g), 4) for g in gains]
 
         from torch_brain.data import Dataset
 
