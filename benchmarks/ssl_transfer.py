@@ -176,7 +176,7 @@ def _pretrain(args: argparse.Namespace, root: Path, out: Path, encoder: dict, ss
 
     cfg = {"name": "ssl", "seed": args.seed,
            "data": {"root": str(root), "config": _pretrain_data(args), "batch_size": args.batch_size},
-           "encoder": encoder, "ssl": ssl, "optimizer": {"name": "adamw", "lr": args.pretrain_lr, "weight_decay": 1e-4},
+           "encoder": encoder, "ssl": ssl, "optimizer": {"name": "adamw", "lr": args.pretrain_lr, "weight_decay": args.pretrain_weight_decay},
            "trainer": {"max_steps": steps, "val_check_interval": max(1, steps // 2), "steps_per_epoch": max(1, steps // 2),
                        "enable_progress_bar": False, "limit_val_batches": 20},
            "logging": {"quiet": True}}
@@ -205,6 +205,7 @@ def main() -> None:
     parser.add_argument("--pretrain-heldout", action=argparse.BooleanOptionalAction, default=True,
                         help="also pretrain on the held-out session's training split (spikes only; default on)")
     parser.add_argument("--pretrain-lr", type=float, default=2e-3)
+    parser.add_argument("--pretrain-weight-decay", type=float, default=1e-4)
     parser.add_argument("--rate-init", choices=("data", "constant"), default="data",
                         help="masked_spikes: start each unit at its mean rate (data) or at 5 Hz (constant)")
     parser.add_argument("--mask-kind", choices=("units", "time", "both"), default="both")
@@ -242,7 +243,7 @@ def main() -> None:
                     held_out=True, progress=False)
     result: dict = {"benchmark": "ssl_transfer", "root": str(root), "config": str(args.config),
                     "heldout": str(args.heldout), "label_fraction": args.label_fraction,
-                    "recipe": {k: getattr(args, k) for k in ("pretrain_heldout", "pretrain_lr", "rate_init",
+                    "recipe": {k: getattr(args, k) for k in ("pretrain_heldout", "pretrain_lr", "pretrain_weight_decay", "rate_init",
                                                              "mask_kind", "mask_ratio", "finetune_lr", "freeze_encoder",
                                                              "freeze_encoder_steps", "encoder_lr_scale")},
                     "pretrain_steps": args.pretrain_steps, "finetune_steps": args.finetune_steps,
