@@ -6,8 +6,10 @@
    (``--heldout``: a dataset config of that session; a copy of its file with the shortened
    ``train_domain`` is written to a scratch root, nothing of the user's is modified).
 3. Fine-tune POYO from the encoder on those labels (new readout, new unit/session embeddings),
-   and train the same POYO from scratch on the same labels, with the same number of steps.
-4. Test both on the held-out session's test split (stitched R², ``torch_brain.training.evaluate``).
+   and train the same POYO from scratch on the same labels, with the same number of steps (a
+   frozen first phase counts), once per ``--finetune-seeds`` seed (default 0, 1, 2).
+4. Test both on the held-out session's test split (stitched R², ``torch_brain.training.evaluate``);
+   the figures are the means over the seeds (per seed in ``*_per_seed``).
 
 Recipe flags (the defaults are the measured best recipe, see docs/pretraining.md):
 ``--pretrain-heldout`` also pretrains on the held-out session's training split (its spikes only:
@@ -22,9 +24,16 @@ of the pretraining sessions, and pretraining throughput (windows/s) of ``masked_
 
 Prints one JSON line. Without ``--root`` a small synthetic set is generated in a scratch folder.
 
-    python benchmarks/ssl_transfer.py                                    # synthetic, small
+    python benchmarks/ssl_transfer.py                                    # synthetic, small (~2 min)
     python benchmarks/ssl_transfer.py --root data/processed \
         --config configs/datasets/synthetic_reaching.yaml --heldout configs/datasets/synthetic_reaching_heldout.yaml
+    python benchmarks/ssl_transfer.py --root ROOT --config PRETRAIN.yaml \
+        --heldout configs/datasets/spykesml_m1.yaml --task hand_velocity_2d --signal-steps 0   # real M1 (~5 min)
+    python benchmarks/ssl_transfer.py --work W ...; python benchmarks/ssl_transfer.py --work W --reuse-pretrain \
+        --arms pretrained --freeze-encoder-steps 50                   # another fine-tuning recipe, same encoder
+
+Other recipes: ``--pretrain-lr 2e-3`` (pretrains faster, transfers worse), ``--freeze-encoder``,
+``--encoder-lr-scale 0.1``, ``--no-pretrain-heldout``, ``--mask-kind time``.
 """
 
 from __future__ import annotations
