@@ -159,3 +159,17 @@ def test_vocabularies_are_frozen_parameters_not_buffers():
     head.centres.requires_grad_(True)  # even if a user unfreezes everything, no gradient reaches them
     spec.loss_fn(out["cursor_velocity_2d"], batch["target_values"]["cursor_velocity_2d"]).backward()
     assert head.centres.grad is None and head.proj.weight.grad is not None
+
+
+def test_freezing_the_encoder_keeps_the_fixed_bins_frozen():
+    """freeze_encoder only freezes: the bins (never trained) stay frozen, the readout stays trainable."""
+    from torch_brain.ssl import freeze_encoder
+
+    model = _model()
+    frozen_before = {n for n, p in model.named_parameters() if not p.requires_grad}
+    assert frozen_before  # the bins head's centres
+    trainable = freeze_encoder(model)
+    assert not frozen_before & set(trainable)
+    assert all(not p.requires_grad for n, p in model.named_parameters() if n in frozen_before)
+    assert any(n.startswith("readout") for n in trainable)
+    assert not any(n.startswith("proc_layers") for n in trainable)

@@ -32,9 +32,11 @@ def ssl_config(root, **sections):
 def ssl_run(tiny_root, tmp_path_factory):
     from torch_brain.training import pretrain
 
+    # every unit starts at 5 Hz (rate_init constant): the loss must fall as the model learns the rates
+    config = ssl_config(tiny_root, ssl={"rate_init": "constant"})
     run = tmp_path_factory.mktemp("ssl") / "run"
-    summary = pretrain(ssl_config(tiny_root), run_dir=run)
-    summary["initial"] = _validate(SSLPretrainModule(load_ssl_config(ssl_config(tiny_root))), tiny_root)
+    summary = pretrain(config, run_dir=run)
+    summary["initial"] = _validate(SSLPretrainModule(load_ssl_config(config)), tiny_root)
     return run, summary
 
 
@@ -43,6 +45,78 @@ def _validate(module, root):
     trainer = L.Trainer(logger=False, enable_progress_bar=False, enable_model_summary=False)
     trainer.validate(module, datamodule=SSLDataModule.from_config(load_ssl_config(ssl_config(root))))
     return {k: float(v) for k, v in trainer.callback_metrics.items()}
+
+
+def test_rate_init_starts_every_unit_at_its_mean_count_per_bin(tiny_root):
+    """The untrained masked_spikes model predicts each unit's training mean rate (counted here by hand)."""
+    import numpy as np
+
+    module = SSLPretrainModule(load_ssl_config(ssl_config(tiny_root)))
+    dm = SSLDataModule.from_config(load_ssl_config(ssl_config(tiny_root)))
+    module.init_vocab(dm)
+    module.init_objective(dm)
+    obj, enc = module.objective, module.encoder
+    ds = dm.train_dataset
+    for rid, intervals in ds.get_sampling_intervals().items():
+        counts, seconds = {}, 0.0
+        for a, b in zip(intervals.start, intervals.end):  # window by window through the public API
+            window = ds.get(rid, float(a), float(b))
+            for u in np.asarray(window.units.id)[np.asarray(window.spikes.unit_index)]:
+                counts[u] = counts.get(u, 0) + 1
+            seconds += float(b - a)
+        ids = list(ds.get_recording_data(rid).units.id)
+        rows = torch.as_tensor(enc.unit_emb.tokenizer(ids))
+        predicted = torch.exp(obj.head.bias + obj.unit_log_rate[rows]).detach().numpy()
+        expected = np.array([max(counts.get(u, 0), 0.01 * seconds) * 0.05 / seconds for u in ids])
+        np.testing.assert_allclose(predicted, expected, rtol=1e-5)
+    # so the untrained model is about as good as the per-unit mean-rate model on the validation cells
+    bits = _validate(module, tiny_root)["val/bits_per_spike"]
+    constant = _validate(SSLPretrainModule(load_ssl_config(ssl_config(tiny_root), ["ssl.rate_init=constant"])),
+                         tiny_root)["val/bits_per_spike"]
+    assert -0.15 < bits < 0.0 and constant < bits - 0.1
+
+
+class _Kill(L.Callback):
+    def __init__(self, step):
+        self.step = step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        if trainer.global_step == self.step:
+            raise RuntimeError("simulated kill")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("objective", ["masked_spikes", "masked_signal"])
+def test_resumed_pretraining_equals_the_uninterrupted_run(tiny_root, tmp_path, objective):
+    """Killed mid-epoch, resumed from last.ckpt: the same windows, masks, dropout and weights."""
+    from torch_brain.training import pretrain
+
+    sections = {"trainer": {"max_steps": 8, "steps_per_epoch": 3, "val_check_interval": None,
+                            "limit_val_batches": 2},
+                "checkpoint": {"every_n_train_steps": 1},
+                "encoder": {"ffn_dropout": 0.2}}
+    if objective == "masked_signal":
+        sections["encoder"] = {"name": "patch_transformer", "in_channels": 4, "patch_size": 25, "dim": 16,
+                               "depth": 1, "heads": 2, "dropout": 0.2}
+        sections["ssl"] = {"name": "masked_signal", "field": "lfp.signal"}
+    config = ssl_config(tiny_root, **sections)
+    if objective == "masked_signal":
+        config["encoder"] = sections["encoder"]
+        config["ssl"] = sections["ssl"]
+    pretrain(config, run_dir=tmp_path / "straight")
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        pretrain(config, run_dir=tmp_path / "killed", callbacks=[_Kill(5)])
+    assert torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 4
+    pretrain(config, run_dir=tmp_path / "killed", resume=True)
+    straight = torch.load(tmp_path / "straight" / "checkpoints" / "last.ckpt", weights_only=True)
+    resumed = torch.load(tmp_path / "killed" / "checkpoints" / "last.ckpt", weights_only=True)
+    assert straight["global_step"] == resumed["global_step"] == 8
+    assert straight["state_dict"].keys() == resumed["state_dict"].keys()
+    for key, value in straight["state_dict"].items():
+        if torch.is_tensor(value):
+            torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=0, msg=key)
+        else:  # extra states (vocabularies)
+            assert resumed["state_dict"][key] == value, key
 
 
 def test_masked_count_loss_falls_and_run_dir_is_complete(ssl_run):
@@ -179,3 +253,65 @@ def test_masked_signal_pretraining_on_the_synthetic_lfp(tiny_root, tmp_path):
     assert {"val/loss", "val/msm_loss", "val/stft_loss", "train/msm_loss"} <= set(last)
     assert last["val/loss"] < first["val/loss"]
     assert load_encoder(run).kind == "patch_transformer"
+
+
+def _encoder_weights(state, prefix=""):
+    """The encoder's weights in a state dict (without the unit/session tables, which grow on new ids)."""
+    return {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix) and torch.is_tensor(v)
+            and not k[len(prefix):].startswith(("unit_emb", "session_emb", "readout", "task_emb"))}
+
+
+@pytest.mark.parametrize("finetune_options, frozen_at_end", [
+    ({"freeze_encoder": True}, True),
+    ({"freeze_encoder_steps": 2}, False),
+])
+def test_finetune_with_a_frozen_encoder(ssl_run, tiny_root, tmp_path, finetune_options, frozen_at_end):
+    from torch_brain.training import finetune
+
+    encoder = torch.load(ssl_run[0] / "encoder.pt", weights_only=True)["state_dict"]
+    config = tiny_config(tiny_root, data={"config": str(HELDOUT_CONFIG)},
+                         finetune={"checkpoint": str(ssl_run[0] / "encoder.pt"), **finetune_options},
+                         trainer={"max_steps": 3})
+    summary = finetune(config, run_dir=tmp_path / "ft")
+    state = torch.load(tmp_path / "ft" / "checkpoints" / "last.ckpt", weights_only=True)["state_dict"]
+    tuned = _encoder_weights(state, "model.")
+    reference = _encoder_weights(encoder)
+    assert tuned.keys() == reference.keys() and len(reference) > 10
+    same = [torch.equal(tuned[k], reference[k]) for k in reference]
+    assert all(same) if frozen_at_end else not any(same)
+    assert summary["frozen_encoder_steps"] == ("all" if frozen_at_end else 2)
+    if not frozen_at_end:  # the frozen first phase ran (its own checkpoints) before the 3 full steps
+        phase = torch.load(tmp_path / "ft" / "checkpoints" / "frozen_encoder" / "last.ckpt", weights_only=True)
+        assert phase["global_step"] == 2 and summary["global_step"] == 3
+        first = _encoder_weights(phase["state_dict"], "model.")
+        assert all(torch.equal(first[k], reference[k]) for k in reference)  # frozen in the first phase
+
+
+def test_encoder_learning_rate_scale_makes_two_parameter_groups(ssl_run):
+    from torch_brain.ssl import load_pretrained_encoder
+    from torch_brain.training import NeuralDecoder
+
+    model = load_pretrained_encoder(ssl_run[0], "poyo", readout_spec="cursor_velocity_2d")
+    module = NeuralDecoder(model, optimizer={"name": "adamw", "lr": 1e-3}, encoder_lr_scale=0.1)
+    groups = module.configure_optimizers().param_groups
+    assert [g["lr"] for g in groups] == pytest.approx([1e-3, 1e-4])
+    names = {id(p): n for n, p in model.named_parameters()}
+    new = sorted(names[id(p)].split(".")[0] for p in groups[0]["params"])
+    assert set(new) == {"readout", "unit_emb", "session_emb"}
+    assert len(groups[0]["params"]) + len(groups[1]["params"]) == len(list(model.parameters()))
+    assert all(not names[id(p)].startswith(("readout", "unit_emb", "session_emb")) for p in groups[1]["params"])
+
+
+@pytest.mark.parametrize("option, match", [
+    ({"freeze_encoder_steps": -1}, "finetune.freeze_encoder_steps must be an int >= 0"),
+    ({"encoder_lr_scale": 0}, "finetune.encoder_lr_scale must be a number > 0"),
+    ({"freeze_encoder": True, "freeze_encoder_steps": 5}, "set one of the two"),
+])
+def test_bad_freeze_options_are_refused_before_writing(ssl_run, tiny_root, tmp_path, option, match):
+    from torch_brain.training import finetune
+
+    config = tiny_config(tiny_root, finetune={"checkpoint": str(ssl_run[0] / "encoder.pt"), **option})
+    config["data"]["config"] = str(HELDOUT_CONFIG)
+    with pytest.raises(ValueError, match=match):
+        finetune(config, run_dir=tmp_path / "ft")
+    assert not (tmp_path / "ft").exists()

@@ -20,7 +20,12 @@ from torch_brain.ssl.encoders import (
     load_encoder,
     save_encoder,
 )
-from torch_brain.ssl.finetune import freeze_encoder, load_pretrained_encoder
+from torch_brain.ssl.finetune import (
+    encoder_param_groups,
+    freeze_encoder,
+    is_encoder_parameter,
+    load_pretrained_encoder,
+)
 from torch_brain.ssl.functional import (
     bits_per_spike,
     check_mask_ratio,
@@ -43,7 +48,9 @@ __all__ = [
     "check_mask_ratio",
     "create_encoder",
     "create_objective",
+    "encoder_param_groups",
     "freeze_encoder",
+    "is_encoder_parameter",
     "list_encoders",
     "list_objectives",
     "load_encoder",

@@ -7,15 +7,27 @@ from typing import Any
 
 from torch import nn
 
-__all__ = ["freeze_encoder", "load_pretrained_encoder"]
+__all__ = ["encoder_param_groups", "freeze_encoder", "is_encoder_parameter", "load_pretrained_encoder"]
 
-# parameters that stay trainable when the encoder is frozen: the new readout(s) and task rows,
-# and the unit/session embeddings (new sessions bring new units)
+# parameters that are not the pretrained encoder: the new readout(s) and task rows, and the
+# unit/session embeddings (new sessions bring new units)
 _TRAINABLE_PREFIXES = ("readout", "task_emb", "unit_emb", "session_emb")
+
+
+def is_encoder_parameter(name: str) -> bool:
+    """Whether the POYO / POYOPlus parameter ``name`` belongs to the encoder (not the readout,
+    the task embeddings or the unit/session embeddings)."""
+    return not name.startswith(_TRAINABLE_PREFIXES)
 
 
 def freeze_encoder(model: nn.Module, *, train_embeddings: bool = True) -> list[str]:
     """Freeze every pretrained-encoder weight of a POYO / POYOPlus; returns the trainable names.
+
+    Only freezes: a parameter that was already frozen (e.g. the fixed bins / codebook of an
+    expected-value head) stays frozen. Undo by restoring each parameter's previous
+    ``requires_grad``. Freeze before the optimiser (and, under DDP, the
+    ``Trainer``) is built: DDP reduces the gradients of the parameters that required them when
+    it wrapped the model.
 
     Args:
         model: the model built by :func:`load_pretrained_encoder`.
@@ -24,10 +36,37 @@ def freeze_encoder(model: nn.Module, *, train_embeddings: bool = True) -> list[s
     keep = _TRAINABLE_PREFIXES if train_embeddings else ("readout", "task_emb")
     trainable = []
     for name, param in model.named_parameters():
-        param.requires_grad_(name.startswith(keep))
+        if not name.startswith(keep):
+            param.requires_grad_(False)
         if param.requires_grad:
             trainable.append(name)
     return trainable
+
+
+def encoder_param_groups(model: nn.Module, lr: float, encoder_lr_scale: float = 1.0) -> list[dict]:
+    """Optimiser parameter groups: the encoder at ``lr * encoder_lr_scale``, the rest at ``lr``.
+
+    Only parameters with ``requires_grad`` are included; an empty group is left out.
+    A scheduler that multiplies each group's learning rate (``warmup_cosine``, ``cosine``,
+    ``step``, ``plateau``) keeps the ratio.
+
+    Example:
+        >>> groups = encoder_param_groups(model, lr=1e-3, encoder_lr_scale=0.1)  # doctest: +SKIP
+        >>> torch.optim.AdamW(groups)  # doctest: +SKIP
+
+    Raises:
+        ValueError: ``encoder_lr_scale`` is not a number >= 0.
+    """
+    scale = encoder_lr_scale
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 <= scale < float("inf"):
+        raise ValueError(f"encoder_lr_scale (finetune.encoder_lr_scale) must be a number >= 0 (1: same "
+                         f"learning rate as the readout, 0.1: ten times lower), but got {scale!r}.")
+    encoder, rest = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (encoder if is_encoder_parameter(name) else rest).append(param)
+    groups = [{"params": rest, "lr": float(lr)}, {"params": encoder, "lr": float(lr) * float(scale)}]
+    return [g for g in groups if g["params"]]
 
 
 def load_pretrained_encoder(path: str | Path, model: str | type = "poyo", *, freeze: bool = False,

@@ -4,10 +4,17 @@ An objective is an ``nn.Module`` built as ``cls(encoder, **ssl_config)`` that
 
 - declares the encoder kinds it works with (``encoder_kinds``),
 - checks that a dataset holds what it needs (``check_data(dataset)``),
-- turns a window into a sample (``tokenize(data, train=...)``, run by the data loader),
+- turns a window into a sample (``tokenize(data, train=..., seed=...)``, run by the data loader);
+  every random choice of a window (its mask) comes from ``seed``, which
+  :class:`~torch_brain.training.SSLDataModule` derives from ``(run seed, epoch, batch, position)``
+  for training windows, so masks are the same whatever the number of workers or processes and a
+  resumed run draws exactly the masks of the uninterrupted one; without a seed (validation, or a
+  direct call) the mask depends only on the objective's ``seed`` and the window,
 - computes ``(loss, metrics)`` from a collated batch (``forward(encoder, batch)``); metric values
   are tensors (averaged over the epoch) or torchmetrics ``Metric`` objects (computed at epoch end
-  and reduced across processes).
+  and reduced across processes),
+- optionally says how many terms a batch's loss averages (``loss_weight(batch)``, default: its
+  windows), so that ``val/loss`` is the mean over the whole validation set on any batching.
 
 The encoder is passed to ``forward``, not stored, so its weights live once in the module.
 """
@@ -41,6 +48,16 @@ def _window_seed(*parts: Any) -> int:
     return int.from_bytes(digest, "little") & (2**63 - 1)
 
 
+def _mask_seed(objective_seed: int, data: Any, seed: int | None) -> int:
+    """The seed of one window's mask: from the loader's ``seed`` if given, else from the window."""
+    from torch_brain.models.tokenizer import _window_bounds
+
+    if seed is not None:
+        return _window_seed(objective_seed, "train", int(seed))
+    start, _ = _window_bounds(data)
+    return _window_seed(objective_seed, str(data.session.id), float(getattr(data, "absolute_start", 0.0)), start)
+
+
 class BitsPerSpike(torchmetrics.Metric):
     """Bits per spike over every bin seen (null model: per-unit mean count over those bins).
 
@@ -64,7 +81,8 @@ class BitsPerSpike(torchmetrics.Metric):
     def compute(self) -> Tensor:
         from torchmetrics.utilities import dim_zero_cat
 
-        if not self.counts:
+        # a list of batches on one process; one tensor after the cross-rank gather under DDP
+        if isinstance(self.counts, list) and not self.counts:
             return torch.tensor(float("nan"))
         return bits_per_spike(dim_zero_cat(self.log_rate), dim_zero_cat(self.counts),
                               dim_zero_cat(self.units)).float()
@@ -90,6 +108,12 @@ class MaskedSpikes(nn.Module):
     latents; a linear head gives the log expected count, trained with the Poisson NLL
     ``exp(r) - k r`` (mean over masked cells).
 
+    The predicted log count is ``head(query latent) + unit_log_rate[unit]``: a per-unit offset that
+    :meth:`init_unit_rates` sets, before training, to each unit's log mean count per bin on the
+    training data (``rate_init="data"``, done by :class:`~torch_brain.training.SSLPretrainModule`),
+    and a head whose weight starts at zero. The untrained model therefore predicts every unit's
+    mean rate, about 0 bits per spike, and training can only add what the context tells it.
+
     Metrics: ``bits_per_spike`` of the masked counts against a per-unit mean-rate model (NLB
     convention; per batch in training, over the whole set in validation), ``masked_fraction``.
 
@@ -98,13 +122,16 @@ class MaskedSpikes(nn.Module):
         mask_ratio: fraction of units (or bins) masked, in (0, 1).
         mask_kind: ``"units"``, ``"time"`` or ``"both"``.
         bin_size: bin width in seconds (the window length must be a whole number of bins).
+        rate_init: ``"data"``: start the per-unit offsets at each unit's log mean count per bin on
+            the training windows (see :meth:`init_unit_rates`); ``"constant"``: no per-unit
+            offset, every unit starts at 5 Hz.
         seed: seed of the masks (validation masks depend only on the seed and the window).
     """
 
     encoder_kinds = ("poyo",)
 
     def __init__(self, encoder: nn.Module, *, mask_ratio: float = 0.3, mask_kind: str = "both",
-                 bin_size: float = 0.05, seed: int = 0) -> None:
+                 bin_size: float = 0.05, rate_init: str = "data", seed: int = 0) -> None:
         super().__init__()
         self.mask_ratio = check_mask_ratio(mask_ratio)
         if mask_kind not in ("units", "time", "both"):
@@ -115,16 +142,78 @@ class MaskedSpikes(nn.Module):
         if abs(n_bins - round(n_bins)) > 1e-6:
             raise ValueError(f"ssl.bin_size ({bin_size}) must divide the window "
                              f"({encoder.sequence_length} s) into whole bins; e.g. bin_size=0.05.")
+        if rate_init not in ("data", "constant"):
+            raise ValueError(f"ssl.rate_init must be 'data' or 'constant', but got {rate_init!r}.")
         self.mask_kind = mask_kind
         self.bin_size = float(bin_size)
         self.n_bins = int(round(n_bins))
+        self.rate_init = rate_init
         self.seed = int(seed)
-        self._draws = 0
         self._encoder = [encoder]  # for tokenize (vocabularies); not a submodule
         self.head = nn.Linear(encoder.dim, 1)
         nn.init.zeros_(self.head.weight)
         nn.init.constant_(self.head.bias, float(np.log(5.0 * bin_size)))  # ~5 Hz to start
+        # (n_units in the encoder's vocabulary,) log mean count per bin minus the head's bias;
+        # empty until init_unit_rates (then its size follows the vocabulary)
+        self.unit_log_rate = nn.Parameter(torch.zeros(0))
         self.val_bits_per_spike = BitsPerSpike()
+
+    # ---------------------------------------------------------------- per-unit rates
+    def unit_rates_from(self, dataset: Any) -> tuple[list[str], np.ndarray]:
+        """Each unit's mean spike count per bin over ``dataset``'s sampling intervals.
+
+        Args:
+            dataset: a :class:`~torch_brain.data.Dataset` (the training split).
+
+        Returns:
+            ``(unit_ids, counts_per_bin)``: global unit ids and a float64 array of the same length.
+        """
+        ids: list[str] = []
+        rates: list[np.ndarray] = []
+        for rid, intervals in dataset.get_sampling_intervals().items():
+            data = dataset.get_recording_data(rid)
+            starts, ends = np.asarray(intervals.start, float), np.asarray(intervals.end, float)
+            ts = np.asarray(data.spikes.timestamps, dtype=np.float64)
+            unit = np.asarray(data.spikes.unit_index, dtype=np.int64)
+            # spikes inside the intervals (sorted and disjoint): the last start before each spike
+            idx = np.searchsorted(starts, ts, side="right") - 1
+            inside = (idx >= 0) & (ts < ends[np.clip(idx, 0, None)]) if starts.size else np.zeros(ts.size, bool)
+            n_units = len(data.units.id)
+            counts = np.bincount(unit[inside], minlength=n_units).astype(np.float64)
+            seconds = float(np.sum(ends - starts))
+            unit_ids = [str(u) for u in data.units.id]  # global ids, as in the windows
+            ids.extend(unit_ids)
+            rates.append(counts * self.bin_size / max(seconds, 1e-9))
+        return ids, np.concatenate(rates) if rates else np.zeros(0)
+
+    def init_unit_rates(self, unit_ids: Sequence[str], counts_per_bin: np.ndarray | Sequence[float]) -> None:
+        """Start the per-unit offsets so that the model predicts each unit's mean count per bin.
+
+        Units of the encoder's vocabulary that are not in ``unit_ids`` start at the median rate.
+        Rates are floored at 0.01 spikes per second (a silent unit would give log 0).
+
+        Args:
+            unit_ids: global unit ids (in the encoder's unit vocabulary).
+            counts_per_bin: (len(unit_ids),) mean spike count per ``bin_size`` bin.
+        """
+        vocab = self._encoder[0].unit_emb.vocab
+        if not vocab:
+            raise ValueError("init_unit_rates: the encoder's unit vocabulary is empty; initialise it "
+                             "(encoder.unit_emb.initialize_vocab(ids)) first.")
+        counts = np.maximum(np.asarray(counts_per_bin, dtype=np.float64), 0.01 * self.bin_size)
+        log_rate = np.full(len(vocab), np.median(np.log(counts)) if counts.size else np.log(5.0 * self.bin_size))
+        rows = np.asarray(self._encoder[0].unit_emb.tokenizer(list(unit_ids)), dtype=np.int64)
+        log_rate[rows] = np.log(counts)
+        with torch.no_grad():
+            offset = torch.as_tensor(log_rate, dtype=torch.float32) - self.head.bias.detach().cpu()
+            self.unit_log_rate = nn.Parameter(offset.to(self.head.bias.device))
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs) -> None:  # noqa: ANN001
+        # the offsets' size follows the vocabulary: take the saved one's shape before loading
+        key = prefix + "unit_log_rate"
+        if key in state_dict and state_dict[key].shape != self.unit_log_rate.shape:
+            self.unit_log_rate = nn.Parameter(torch.zeros_like(state_dict[key], device=self.head.bias.device))
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     # ---------------------------------------------------------------- data
     @staticmethod
@@ -146,21 +235,22 @@ class MaskedSpikes(nn.Module):
             cells[:, rng.choice(self.n_bins, size=k, replace=False)] = True
         return cells
 
-    def tokenize(self, data: Any, *, train: bool = True) -> dict[str, Any]:
-        """A window -> encoder inputs without the masked spikes, queries and target counts."""
+    def tokenize(self, data: Any, *, train: bool = True, seed: int | None = None) -> dict[str, Any]:
+        """A window -> encoder inputs without the masked spikes, queries and target counts.
+
+        Args:
+            data: the window.
+            train: a training window (the validation windows get ``seed=None``).
+            seed: the window's seed from the loader (the mask is drawn from it and ``self.seed``);
+                None: the mask depends only on ``self.seed`` and the window.
+        """
         from torch_brain.data import chain, pad8, track_mask8
         from torch_brain.models.tokenizer import _window_bounds
 
         encoder = self._encoder[0]
         start, end = _window_bounds(data)
         session = str(data.session.id)
-        if train:
-            self._draws += 1
-            rng = np.random.default_rng(_window_seed(self.seed, session, float(getattr(data, "absolute_start", 0.0)),
-                                                     start, self._draws))
-        else:
-            rng = np.random.default_rng(_window_seed(self.seed, session,
-                                                     float(getattr(data, "absolute_start", 0.0)), start))
+        rng = np.random.default_rng(_mask_seed(self.seed, data, seed))
         ts = np.asarray(data.spikes.timestamps, dtype=np.float64)
         unit = np.asarray(data.spikes.unit_index, dtype=np.int64)
         n_units = len(data.units.id)
@@ -198,7 +288,15 @@ class MaskedSpikes(nn.Module):
         mask = inputs.pop("output_mask")
         queries = encoder.unit_emb(unit_q) + encoder.session_emb(session_q)  # [B, Q, D]
         out = encoder(queries=queries, **inputs)  # [B, Q, D]
-        return self.head(out[mask]).squeeze(-1)  # [sum Q]
+        log_rate = self.head(out[mask]).squeeze(-1)  # [sum Q]
+        if self.unit_log_rate.numel():
+            log_rate = log_rate + self.unit_log_rate[unit_q[mask]]
+        return log_rate
+
+    @staticmethod
+    def loss_weight(batch: dict[str, Any]) -> int:
+        """The loss is a mean over the masked cells: their number."""
+        return int(batch["target_counts"].numel())
 
     def forward(self, encoder: nn.Module, batch: dict[str, Any]) -> tuple[Tensor, dict[str, Any]]:
         log_rate = self.predict(encoder, batch)
@@ -218,8 +316,8 @@ class MaskedSignal(nn.Module):
     """Masked signal modelling of continuous channels (masked-autoencoder pretraining of biosignals).
 
     The window's channels are cut into patches of ``encoder.patch_size`` samples; a fraction
-    ``mask_ratio`` of the patches (``mask_type="random"``: any; ``"block"``: one contiguous run)
-    is set to zero in the input; a light decoder (one linear layer per patch token) reconstructs
+    ``mask_ratio`` of the patches (``mask_type="random"``: any; ``"block"``: one contiguous run),
+    drawn per window in ``tokenize`` from the window's seed, is set to zero in the input; a light decoder (one linear layer per patch token) reconstructs
     every patch from the encoder's latents. Loss: MSE on the masked patches +
     ``stft_weight`` x multi-resolution STFT loss (L1 on log magnitudes, FFT sizes ``fft_sizes``)
     of the whole reconstructed window (:func:`~torch_brain.ssl.functional.multi_resolution_stft_loss`).
@@ -252,6 +350,7 @@ class MaskedSignal(nn.Module):
         self.stft_weight = float(stft_weight)
         self.fft_sizes = tuple(int(n) for n in fft_sizes)
         self.normalize = bool(normalize)
+        # only for batches that carry no "patch_mask" (not made by tokenize): a stream of masks
         self.generator = torch.Generator().manual_seed(int(seed))
         self.seed = int(seed)
         self.patch_size, self.in_channels = encoder.patch_size, encoder.in_channels
@@ -270,8 +369,15 @@ class MaskedSignal(nn.Module):
                 "spikes, or set ssl.field to the recording's continuous signal."
             )
 
-    def tokenize(self, data: Any, *, train: bool = True) -> dict[str, Any]:
-        """A window -> ``{"signal": (C, n) float32}`` with ``n`` = whole patches of the window."""
+    def tokenize(self, data: Any, *, train: bool = True, seed: int | None = None) -> dict[str, Any]:
+        """A window -> ``{"signal": (C, n) float32, "patch_mask": (n // patch_size,) bool}``.
+
+        Args:
+            data: the window.
+            train: a training window.
+            seed: the window's seed from the loader (the mask is drawn from it and ``self.seed``);
+                None: the mask depends only on ``self.seed`` and the window.
+        """
         from torch_brain.models.tokenizer import _window_bounds
 
         group, column = self.field.split(".")
@@ -287,7 +393,9 @@ class MaskedSignal(nn.Module):
         x = values[:n].T  # [C, T]
         if self.normalize:
             x = (x - x.mean(axis=1, keepdims=True)) / (x.std(axis=1, keepdims=True) + 1e-6)
-        return {"signal": np.ascontiguousarray(x), "session_id": str(data.session.id)}
+        generator = torch.Generator().manual_seed(_mask_seed(self.seed, data, seed))
+        mask = patch_mask(1, max(1, n // self.patch_size), self.mask_ratio, self.mask_type, generator=generator)[0]
+        return {"signal": np.ascontiguousarray(x), "patch_mask": mask.numpy(), "session_id": str(data.session.id)}
 
     def _unpatchify(self, patches: Tensor) -> Tensor:
         b, p, _ = patches.shape
@@ -299,8 +407,11 @@ class MaskedSignal(nn.Module):
         b, c, t = x.shape
         p = t // self.patch_size
         x = x[:, :, : p * self.patch_size]
-        mask = patch_mask(b, p, self.mask_ratio, self.mask_type,
-                          generator=self.generator if self.training else torch.Generator().manual_seed(self.seed))
+        if "patch_mask" in batch:  # drawn per window by tokenize
+            mask = batch["patch_mask"].to(torch.bool)  # [B, P]
+        else:
+            mask = patch_mask(b, p, self.mask_ratio, self.mask_type,
+                              generator=self.generator if self.training else torch.Generator().manual_seed(self.seed))
         mask = mask.to(x.device)
         sample_mask = mask.repeat_interleave(self.patch_size, dim=1)[:, None, :]  # [B, 1, T']
         x_in = x.masked_fill(sample_mask, 0.0)

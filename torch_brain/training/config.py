@@ -119,6 +119,9 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "refit_readout_vocabularies": False,
         "unit_identification_steps": 0,  # first phase: train only new unit/session embeddings
         "unit_identification_lr": None,  # default: optimizer.lr
+        "freeze_encoder": False,  # train only the readout and unit/session embeddings, the whole run
+        "freeze_encoder_steps": 0,  # or a first phase of that many steps with the encoder frozen
+        "encoder_lr_scale": 1.0,  # encoder learning rate relative to optimizer.lr (e.g. 0.1)
     },
     "baseline": {
         "name": "ridge",  # ridge | kalman

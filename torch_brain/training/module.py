@@ -158,6 +158,9 @@ class NeuralDecoder(L.LightningModule):
             when they were computed from the same data (see
             :mod:`torch_brain.training.readout_vocab`; the runner uses
             ``<run_dir>/readout_vocab.pt``). None (default): no cache. Not saved in checkpoints.
+        encoder_lr_scale: learning rate of the encoder (every weight but the readout, task and
+            unit/session embeddings) relative to ``optimizer.lr``, e.g. 0.1 when fine-tuning a
+            pretrained encoder (see :func:`torch_brain.ssl.encoder_param_groups`).
     """
 
     def __init__(
@@ -173,6 +176,7 @@ class NeuralDecoder(L.LightningModule):
         compile: bool = False,
         log_readout_distribution: bool = False,
         readout_vocab_cache: str | Path | None = None,
+        encoder_lr_scale: float = 1.0,
     ) -> None:
         super().__init__()
         if isinstance(model, nn.Module):
@@ -208,6 +212,7 @@ class NeuralDecoder(L.LightningModule):
             "normalization": normalization,
             "compile": bool(compile),
             "log_readout_distribution": bool(log_readout_distribution),
+            "encoder_lr_scale": float(encoder_lr_scale),
         })
         self.readout_vocab_cache = None if readout_vocab_cache is None else Path(readout_vocab_cache)
         from torch_brain.registry import get_modality
@@ -459,8 +464,14 @@ class NeuralDecoder(L.LightningModule):
 
     # ---------------------------------------------------------------- optimisers
     def configure_optimizers(self) -> Any:
-        params = [p for p in self.model.parameters() if p.requires_grad]
         opt_cfg = dict(self.hparams.optimizer)
+        scale = self.hparams.get("encoder_lr_scale", 1.0)
+        if scale == 1.0:
+            params: Any = [p for p in self.model.parameters() if p.requires_grad]
+        else:
+            from torch_brain.ssl.finetune import encoder_param_groups
+
+            params = encoder_param_groups(self.model, opt_cfg.get("lr", 1e-3), scale)
         optimizer = build_optimizer(params, opt_cfg.pop("name", "adamw"), **opt_cfg)
         sched_cfg = dict(self.hparams.scheduler or {"name": "none"})
         name = sched_cfg.pop("name", "none")

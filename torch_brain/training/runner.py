@@ -513,6 +513,23 @@ def evaluate(
     return result
 
 
+def _freeze_options(ft: Mapping[str, Any]) -> tuple[int, bool, float]:
+    """``(freeze_encoder_steps, freeze_encoder, encoder_lr_scale)`` of the finetune section, checked."""
+    steps, frozen, scale = ft["freeze_encoder_steps"], ft["freeze_encoder"], ft["encoder_lr_scale"]
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:
+        raise ValueError(f"finetune.freeze_encoder_steps must be an int >= 0 (steps with the encoder frozen "
+                         f"before it trains too), but got {steps!r}.")
+    if not isinstance(frozen, bool):
+        raise ValueError(f"finetune.freeze_encoder must be true or false, but got {frozen!r}.")
+    if isinstance(scale, bool) or not isinstance(scale, (int, float)) or not 0 < scale < float("inf"):
+        raise ValueError(f"finetune.encoder_lr_scale must be a number > 0 (e.g. 0.1: the encoder learns ten "
+                         f"times slower than the readout; freeze it with finetune.freeze_encoder), but got {scale!r}.")
+    if frozen and steps:
+        raise ValueError(f"finetune.freeze_encoder=true keeps the encoder frozen for the whole run, so "
+                         f"finetune.freeze_encoder_steps={steps} has no effect; set one of the two.")
+    return int(steps), frozen, float(scale)
+
+
 def finetune(
     config: str | Path | Mapping[str, Any] | None,
     overrides: Sequence[str] = (),
@@ -530,8 +547,11 @@ def finetune(
     extended with the new ids. Expected-value heads keep the pretrained bins / codebooks of the
     tasks the checkpoint knows, unless ``finetune.refit_readout_vocabularies`` fits them again on
     this run's training split. With ``finetune.unit_identification_steps > 0`` a first phase
-    trains only the new unit/session embeddings, then every weight is trained for
-    ``trainer.max_steps`` steps.
+    trains only the new unit/session embeddings; with ``finetune.freeze_encoder_steps > 0`` a
+    (next) phase trains the readout and the unit/session embeddings with the encoder frozen; then
+    every weight is trained for ``trainer.max_steps`` steps (the encoder at
+    ``finetune.encoder_lr_scale`` x ``optimizer.lr``), or, with ``finetune.freeze_encoder``,
+    everything but the encoder.
     """
     from torch_brain.models import freeze_for_unit_identification
     from torch_brain.models._legacy import legacy_model_name
@@ -563,11 +583,12 @@ def finetune(
     if ft["refit_readout_vocabularies"]:
         for head in model.vocabulary_heads().values():
             head.reset_vocabulary()  # fitted again on this run's training split in setup
+    freeze_steps, freeze_all, lr_scale = _freeze_options(ft)
     module = NeuralDecoder(model, optimizer=cfg["optimizer"], scheduler=cfg["scheduler"],
                            normalization=cfg["normalization"]["mode"],
                            compile=bool(cfg["trainer"]["compile"]),
                            log_readout_distribution=bool(cfg["logging"]["readout_distribution"]),
-                           readout_vocab_cache=out / READOUT_VOCAB_CACHE)
+                           readout_vocab_cache=out / READOUT_VOCAB_CACHE, encoder_lr_scale=lr_scale)
     build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), max_steps=1)  # throw-away: checks the settings
     _check_before_writing(cfg, dm)
     if rank_zero:
@@ -595,11 +616,30 @@ def finetune(
         handle.remove()
         module.hparams.optimizer = dict(cfg["optimizer"])
         module.hparams.scheduler = dict(cfg["scheduler"]) if cfg["scheduler"] else None
+    if freeze_steps > 0 and ckpt_resume is None and not freeze_all:
+        from torch_brain.ssl import freeze_encoder
+
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        freeze_encoder(model)  # the readout and embeddings warm up on a fixed encoder
+        module.hparams.scheduler = None  # constant learning rate in the first phase
+        phase_cfg = {**cfg, "early_stopping": {**cfg["early_stopping"], "monitor": None},
+                     "checkpoint": {**cfg["checkpoint"], "save_top_k": 0, "every_n_epochs": None}}
+        trainer = build_trainer(phase_cfg, out, metrics=_val_metrics(cfg, dm), max_steps=freeze_steps,
+                                checkpoint_dir=out / "checkpoints" / "frozen_encoder")
+        trainer.fit(module, datamodule=dm)
+        for name, param in model.named_parameters():  # as before the phase (fixed vocabularies stay fixed)
+            param.requires_grad_(name in trainable)
+        module.hparams.scheduler = dict(cfg["scheduler"]) if cfg["scheduler"] else None
+    if freeze_all:
+        from torch_brain.ssl import freeze_encoder
+
+        freeze_encoder(model)
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_resume) if ckpt_resume else None)
     summary = _final_summary(out, trainer)
     summary.update({"pretrained": str(ckpt_in), "new_units": len(new_units),
-                    "new_sessions": new_sessions, "unit_identification_steps": steps_uid})
+                    "new_sessions": new_sessions, "unit_identification_steps": steps_uid,
+                    "frozen_encoder_steps": "all" if freeze_all else freeze_steps})
     if trainer.is_global_zero:
         atomic_write_text(out / "summary.json", json.dumps(summary, indent=1))
         _plot_history(cfg, out)

@@ -188,7 +188,9 @@ class SSLPretrainModule(L.LightningModule):
         self.objective = create_objective(objective, self.encoder, **ssl)
         self.optimizer_config = dict(config.get("optimizer") or {"name": "adamw", "lr": 1e-3})
         self.scheduler_config = dict(config["scheduler"]) if config.get("scheduler") else None
+        # means over the whole validation set, reduced across ranks by torchmetrics
         self._val_loss = torchmetrics.MeanMetric()
+        self._val_means = torch.nn.ModuleDict()
 
     # ---------------------------------------------------------------- data link
     def setup(self, stage: str) -> None:
@@ -201,6 +203,20 @@ class SSLPretrainModule(L.LightningModule):
         if hasattr(dm, "check_data"):
             dm.check_data(self.objective)
         self.init_vocab(dm)
+        self.init_objective(dm)
+
+    def init_objective(self, dm: Any) -> None:
+        """Data-dependent start of the objective (``masked_spikes``: each unit's mean rate), once.
+
+        Runs when the objective asks for it (``rate_init="data"``) and has not been initialised
+        yet; a resumed run's checkpoint then overwrites it with the trained values.
+        """
+        init = getattr(self.objective, "init_unit_rates", None)
+        dataset = getattr(dm, "train_dataset", None)
+        if init is None or dataset is None or getattr(self.objective, "rate_init", None) != "data" \
+                or self.objective.unit_log_rate.numel():
+            return
+        init(*self.objective.unit_rates_from(dataset))
 
     def init_vocab(self, dm: Any) -> None:
         """Initialises (or extends) the encoder's unit and session vocabularies from ``dm``."""
@@ -244,18 +260,25 @@ class SSLPretrainModule(L.LightningModule):
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss, metrics = self(batch)
         bs = self._batch_size(batch)
-        self._val_loss.update(loss.detach(), weight=bs)
+        # the batch loss is a mean over loss_weight(batch) terms (masked cells, windows): weighting
+        # by it makes val/loss the mean over every term of the set, whatever the batches and ranks
+        weight = getattr(self.objective, "loss_weight", None)
+        self._val_loss.update(loss.detach(), weight=float(weight(batch)) if weight else float(bs))
         for key, value in metrics.items():
             if isinstance(value, torchmetrics.Metric):
                 self.log(f"val/{key}", value, on_step=False, on_epoch=True)
             elif torch.is_tensor(value):
-                self.log(f"val/{key}", value, on_step=False, on_epoch=True, batch_size=bs, sync_dist=True)
+                if key not in self._val_means:
+                    self._val_means[key] = torchmetrics.MeanMetric().to(self.device)
+                self._val_means[key].update(value.detach().float(), weight=float(bs))  # mean over windows
         return loss
 
     def on_validation_epoch_end(self) -> None:
-        # the mean over the epoch's windows, reduced across ranks by torchmetrics
         self.log("val/loss", self._val_loss.compute(), prog_bar=True)
         self._val_loss.reset()
+        for key, metric in self._val_means.items():
+            self.log(f"val/{key}", metric.compute())
+            metric.reset()
 
     def configure_optimizers(self) -> Any:
         opt = dict(self.optimizer_config)
@@ -273,6 +296,18 @@ class SSLPretrainModule(L.LightningModule):
             config["monitor"] = "val/loss"
         return {"optimizer": optimizer, "lr_scheduler": config}
 
+    # ---------------------------------------------------------------- checkpoint
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from torch_brain.training.module import _rng_state
+
+        checkpoint["rng_state"] = _rng_state()  # dropout: a resumed run draws what the first would have
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        from torch_brain.training.module import _set_rng_state
+
+        if self._trainer is not None and self.trainer.state.fn == "fit" and "rng_state" in checkpoint:
+            _set_rng_state(checkpoint["rng_state"])
+
     # ---------------------------------------------------------------- encoder
     def get_encoder(self) -> torch.nn.Module:
         """The encoder being pretrained."""
@@ -288,12 +323,31 @@ class SSLPretrainModule(L.LightningModule):
         return save_encoder(self.encoder, path)
 
 
-class _Tokenized(torch.utils.data.Dataset):
-    def __init__(self, dataset: Any, objective: Any, train: bool) -> None:
-        self.dataset, self.objective, self.train = dataset, objective, train
+class _SeededTokens(torch.utils.data.Dataset):
+    """Training: reads a batch of ``(window index, seed)`` and tokenizes each window with its seed."""
+
+    def __init__(self, dataset: Any, objective: Any) -> None:
+        self.dataset, self.objective = dataset, objective
+
+    def __len__(self) -> int:
+        return 0
+
+    def __getitem__(self, batch: list[tuple[Any, int]]) -> list[Any]:
+        return [self.objective.tokenize(self.dataset.get(index.recording_id, index.start, index.end),
+                                        train=True, seed=seed) for index, seed in batch]
+
+
+class _Tokens(torch.utils.data.Dataset):
+    """Validation: a window index -> the tokenized window (mask from the window alone)."""
+
+    def __init__(self, dataset: Any, objective: Any) -> None:
+        self.dataset, self.objective = dataset, objective
+
+    def __len__(self) -> int:
+        return 0
 
     def __getitem__(self, index: Any) -> Any:
-        return self.objective.tokenize(self.dataset[index], train=self.train)
+        return self.objective.tokenize(self.dataset.get(index.recording_id, index.start, index.end), train=False)
 
 
 class SSLDataModule(L.LightningDataModule):
@@ -303,6 +357,15 @@ class SSLDataModule(L.LightningDataModule):
     Only the units, spikes, session and the objective's signal field are read: behaviour in the
     recordings (and readouts in the dataset config) is ignored.
 
+    Training windows are those of :class:`~torch_brain.training.DecodingDataModule`: re-drawn
+    every epoch from ``(seed, epoch)``, batched, each batch given to one rank under DDP, and each
+    window tokenized with a seed derived from ``(seed, epoch, batch, position)`` (its mask comes
+    from it). The position in the epoch is saved in every checkpoint (``state_dict``), so a
+    resumed run trains on exactly the windows and masks of the uninterrupted one, with any number
+    of workers. Validation windows are split between ranks without padding or repeats
+    (:class:`~torch_brain.data.sampler.DistributedEvaluationSamplerWrapper`), their masks depend
+    only on the window, so ``val/`` figures are the same on any number of processes.
+
     Args:
         root: folder of prepared ``<brainset>/<session>.h5`` files.
         config: dataset selection config (path, dict or list; see :class:`~torch_brain.data.Dataset`).
@@ -310,7 +373,7 @@ class SSLDataModule(L.LightningDataModule):
         batch_size: windows per batch.
         num_workers: DataLoader workers.
         train_split, val_split: split names.
-        seed: seed of the training windows.
+        seed: seed of the training windows and of their masks.
     """
 
     def __init__(self, root: str | Path, config: Any = None, *, window_length: float = 1.0, batch_size: int = 32,
@@ -324,6 +387,7 @@ class SSLDataModule(L.LightningDataModule):
         self.train_dataset = Dataset(root, config, split=train_split)
         self.val_dataset = Dataset(root, config, split=val_split) if val_split else None
         self.objective: Any = None
+        self._resume_state: dict[str, int] | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SSLDataModule:
@@ -348,30 +412,58 @@ class SSLDataModule(L.LightningDataModule):
         return sorted(set(self.train_dataset.get_session_ids())
                       | set(self.val_dataset.get_session_ids() if self.val_dataset else ()))
 
-    def _loader(self, dataset: Any, sampler: Any, train: bool) -> DataLoader:
-        from torch_brain.data import collate
-
+    def _check_objective(self) -> None:
         if self.objective is None:
             raise ValueError("SSLDataModule has no objective: fit it with an SSLPretrainModule (its setup "
                              "links the objective's tokenizer), or set datamodule.objective.")
-        return DataLoader(_Tokenized(dataset, self.objective, train), sampler=sampler, batch_size=self.batch_size,
-                          collate_fn=collate, num_workers=self.num_workers, drop_last=False)
+
+    def _ranks(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        return (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
 
     def train_dataloader(self) -> DataLoader:
+        from torch_brain.data import collate
         from torch_brain.data.sampler import RandomFixedWindowSampler
+        from torch_brain.training.datamodule import _ResumableBatchSampler, _ResumableLoader, _seed_of
 
+        self._check_objective()
+        world, rank = self._ranks()
         sampler = RandomFixedWindowSampler(self.train_dataset.get_sampling_intervals(), self.window_length,
                                            generator=self.seed)
-        return self._loader(self.train_dataset, sampler, True)
+        batches = _ResumableBatchSampler(sampler, self.batch_size, seed=self.seed, num_replicas=world, rank=rank)
+        if self._resume_state is not None:
+            batches.resume, self._resume_state = dict(self._resume_state), None
+        return _ResumableLoader(_SeededTokens(self.train_dataset, self.objective), sampler=batches, batch_size=None,
+                                collate_fn=collate, num_workers=self.num_workers,
+                                persistent_workers=self.num_workers > 0,
+                                generator=torch.Generator().manual_seed(_seed_of(self.seed, 2)))
 
     def val_dataloader(self) -> DataLoader | list:
-        from torch_brain.data.sampler import SequentialFixedWindowSampler
+        from torch_brain.data import collate
+        from torch_brain.data.sampler import DistributedEvaluationSamplerWrapper, SequentialFixedWindowSampler
 
         if self.val_dataset is None:
             return []
-        sampler = SequentialFixedWindowSampler(self.val_dataset.get_sampling_intervals(), self.window_length,
+        self._check_objective()
+        world, rank = self._ranks()
+        windows = SequentialFixedWindowSampler(self.val_dataset.get_sampling_intervals(), self.window_length,
                                                step=self.window_length, drop_short=True)
-        return self._loader(self.val_dataset, sampler, False)
+        sampler = DistributedEvaluationSamplerWrapper(windows, num_replicas=world, rank=rank)
+        return DataLoader(_Tokens(self.val_dataset, self.objective), sampler=sampler, batch_size=self.batch_size,
+                          collate_fn=collate, num_workers=self.num_workers)
+
+    # ---------------------------------------------------------------- resume
+    def state_dict(self) -> dict[str, Any]:
+        """Training position (epoch, batches trained in it): saved in every checkpoint."""
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return {}
+        progress = trainer.fit_loop.epoch_loop.batch_progress.current
+        return {"epoch": int(trainer.current_epoch), "batches_done": int(progress.processed), "seed": self.seed}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if state_dict and "epoch" in state_dict:
+            self._resume_state = {"epoch": int(state_dict["epoch"]), "batches_done": int(state_dict["batches_done"])}
 
 
 def _run_dir_of(config: Mapping[str, Any], run_dir: str | Path | None) -> Path:
@@ -447,6 +539,7 @@ def pretrain(config: str | Path | Mapping[str, Any] | None, overrides: Sequence[
     if resume and config is None and run_dir is not None:
         config = Path(run_dir) / "config.yaml"
     cfg = load_ssl_config(config, (FAST_OVERRIDES if fast else ()) + tuple(overrides))
+    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)  # the initial weights follow the seed
     module = SSLPretrainModule(cfg)  # refuses a bad encoder/objective before anything is written
     dm = SSLDataModule.from_config(cfg)
     dm.check_data(module.objective)  # e.g. masked_signal on spikes-only data: refused before writing
@@ -454,7 +547,6 @@ def pretrain(config: str | Path | Mapping[str, Any] | None, overrides: Sequence[
     prepare_run_dir(out, resume=resume, overwrite=overwrite)
     if not resume:
         dump_config(cfg, out / "config.yaml")
-    L.seed_everything(int(cfg["seed"]), workers=True, verbose=False)
     ckpt = last_checkpoint(out) if resume else None
     trainer = _trainer(cfg, out, callbacks)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt) if ckpt else None)
