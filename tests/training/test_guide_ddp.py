@@ -14,67 +14,26 @@ metrics moved with the number of processes; and a rank with no window made Light
 
 from __future__ import annotations
 
-import json
 import math
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tests.training._launch import run_ranked
 from tests.training.tiny_synthetic import DATASET_CONFIG
 
 SCRIPT = Path(__file__).with_name("_guide_ddp_script.py")
-REPO = Path(__file__).resolve().parents[2]
 PROCESSES = (1, 2, 3)
 EVAL_CASES = ("validate", "test", "fit", "validate_one_session")
 TIMEOUT_S = 600
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def runs(tiny_root, tmp_path_factory) -> dict[int, list[dict]]:
     """{N: [report of rank 0, ..., rank N-1]} of the script run with N processes."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
-                        "PL_GLOBAL_SEED", "PL_TRAINER_GPUS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["OMP_NUM_THREADS"] = "1"
-    env["GUIDE_DDP_DUMP_AFTER_S"] = str(TIMEOUT_S - 60)
-    procs = {}
-    for n in PROCESSES:
-        out = tmp_path_factory.mktemp(f"ddp{n}")
-        log = open(out / "log.txt", "w")
-        procs[n] = (out, log, subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(tiny_root), str(out), str(n)], cwd=out, stdout=log,
-            stderr=subprocess.STDOUT, env={**env, "MASTER_PORT": str(_free_port())}, start_new_session=True))
-    deadline = time.monotonic() + TIMEOUT_S
-    failures = []
-    for n, (out, log, proc) in procs.items():
-        try:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group this test started: the script and its ranks
-            proc.wait()
-        log.close()
-        if proc.returncode != 0 or not all((out / f"rank{r}.json").exists() for r in range(n)):
-            tail = (out / "log.txt").read_text()[-3000:]
-            failures.append(f"{n} process(es): exit code {proc.returncode} (killed after {TIMEOUT_S} s if "
-                            f"-9: a hang)\n{tail}")
-    if failures:
-        pytest.fail("\n\n".join(failures))
-    return {n: [json.loads((out / f"rank{r}.json").read_text()) for r in range(n)]
-            for n, (out, _, _) in procs.items()}
+    return run_ranked(SCRIPT, tiny_root, tmp_path_factory, PROCESSES, TIMEOUT_S,
+                      {"GUIDE_DDP_DUMP_AFTER_S": str(TIMEOUT_S - 60)}, "ddp")
 
 
 def _evaluation_windows(split: str, root: Path, **kwargs) -> list[list]:

@@ -13,60 +13,22 @@
 
 from __future__ import annotations
 
-import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from tests.training._launch import run_ranked
+
 SCRIPT = Path(__file__).with_name("_ssl_ddp_script.py")
-REPO = Path(__file__).resolve().parents[2]
 PROCESSES = (1, 2)
 TIMEOUT_S = 300
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def runs(tiny_root, tmp_path_factory) -> dict[int, list[dict]]:
-    """{N: [report of rank 0, ..., rank N-1]} of the script run with N processes (both at once)."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT",
-                        "PL_GLOBAL_SEED", "PL_TRAINER_GPUS")}
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-    env["OMP_NUM_THREADS"] = "1"
-    env["SSL_DDP_DUMP_AFTER_S"] = str(TIMEOUT_S - 30)
-    procs = {}
-    for n in PROCESSES:
-        out = tmp_path_factory.mktemp(f"ssl_ddp{n}")
-        log = open(out / "log.txt", "w")
-        procs[n] = (out, log, subprocess.Popen(
-            [sys.executable, str(SCRIPT), str(tiny_root), str(out), str(n)], cwd=out, stdout=log,
-            stderr=subprocess.STDOUT, env={**env, "MASTER_PORT": str(_free_port())}, start_new_session=True))
-    deadline = time.monotonic() + TIMEOUT_S
-    failures = []
-    for n, (out, log, proc) in procs.items():
-        try:
-            proc.wait(timeout=max(1.0, deadline - time.monotonic()))
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)  # the group this test started: the script and its ranks
-            proc.wait()
-        log.close()
-        if proc.returncode != 0 or not all((out / f"rank{r}.json").exists() for r in range(n)):
-            failures.append(f"{n} process(es): exit code {proc.returncode}\n{(out / 'log.txt').read_text()[-3000:]}")
-    if failures:
-        pytest.fail("\n\n".join(failures))
-    return {n: [json.loads((out / f"rank{r}.json").read_text()) for r in range(n)]
-            for n, (out, _, _) in procs.items()}
+    """{N: [report of rank 0, ..., rank N-1]} of the script run with N processes."""
+    return run_ranked(SCRIPT, tiny_root, tmp_path_factory, PROCESSES, TIMEOUT_S,
+                      {"SSL_DDP_DUMP_AFTER_S": str(TIMEOUT_S - 30)}, "ssl_ddp")
 
 
 @pytest.mark.slow
