@@ -315,3 +315,26 @@ def test_bad_freeze_options_are_refused_before_writing(ssl_run, tiny_root, tmp_p
     with pytest.raises(ValueError, match=match):
         finetune(config, run_dir=tmp_path / "ft")
     assert not (tmp_path / "ft").exists()
+
+
+def test_ddp_validation_with_fewer_windows_than_processes_is_refused(tiny_root):
+    """A process without a validation window would hang the others: every rank refuses alike."""
+    from types import SimpleNamespace
+
+    from torch_brain.data.sampler import SequentialFixedWindowSampler
+    from torch_brain.training import SSLDataModule, SSLPretrainModule
+
+    module = SSLPretrainModule({"encoder": ENCODER, "ssl": {"name": "masked_spikes"},
+                                "optimizer": {"name": "adamw", "lr": 1e-3}})
+    dm = SSLDataModule(tiny_root, DATASET_CONFIG, batch_size=4)
+    dm.setup("fit")
+    dm.objective = module.objective
+    n = len(SequentialFixedWindowSampler(dm.val_dataset.get_sampling_intervals(), dm.window_length,
+                                         step=dm.window_length, drop_short=True))
+    assert n >= 1
+    dm.trainer = SimpleNamespace(world_size=n, global_rank=n - 1)
+    assert len(list(iter(dm.val_dataloader().sampler))) >= 1  # n processes: one window each at least
+    for rank in (0, n):
+        dm.trainer = SimpleNamespace(world_size=n + 1, global_rank=rank)
+        with pytest.raises(ValueError, match=f"{n} window.*{n + 1} processes"):
+            dm.val_dataloader()

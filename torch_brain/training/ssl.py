@@ -448,6 +448,13 @@ class SSLDataModule(L.LightningDataModule):
         world, rank = self._ranks()
         windows = SequentialFixedWindowSampler(self.val_dataset.get_sampling_intervals(), self.window_length,
                                                step=self.window_length, drop_short=True)
+        if world > 1 and len(windows) < world:  # every rank sees the same count: all refuse alike
+            raise ValueError(
+                f"SSLDataModule: the validation split has {len(windows)} window(s) of {self.window_length:g} s "
+                f"for {world} processes; under DDP every process needs at least one validation window (a "
+                "process without one would leave the others waiting in the metrics' reduction). Use fewer "
+                "processes, a longer validation split or a shorter window_length, or validate on 1 process."
+            )
         sampler = DistributedEvaluationSamplerWrapper(windows, num_replicas=world, rank=rank)
         return DataLoader(_Tokens(self.val_dataset, self.objective), sampler=sampler, batch_size=self.batch_size,
                           collate_fn=collate, num_workers=self.num_workers)
