@@ -58,3 +58,22 @@ def run_ranked(script: Path, tiny_root: Path, tmp_path_factory, processes: tuple
         pytest.fail("\n\n".join(failures))
     return {n: [json.loads((out / f"rank{r}.json").read_text()) for r in range(n)]
             for n, (out, _, _) in procs.items()}
+
+
+def run_cli(args: list[str], cwd: Path, timeout_s: int = 400) -> str:
+    """``python -m torch_brain.cli ARGS`` as a user runs it (Lightning's launcher starts the other
+    ranks); returns its output, failing the test on a non-zero exit or a hang (killed after
+    ``timeout_s``)."""
+    env = {k: v for k, v in os.environ.items() if k not in _LAUNCH_VARS}
+    env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
+               OMP_NUM_THREADS="1", MASTER_PORT=str(free_port()))
+    proc = subprocess.Popen([sys.executable, "-m", "torch_brain.cli", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        log, _ = proc.communicate(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started: the CLI and its other ranks
+        log, _ = proc.communicate()
+        pytest.fail(f"torch-brain {' '.join(args)} did not finish in {timeout_s} s (hang)\n{log[-3000:]}")
+    assert proc.returncode == 0, log[-3000:]
+    return log

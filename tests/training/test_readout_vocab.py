@@ -316,12 +316,7 @@ def test_bad_training_targets_are_refused_by_name(tiny_root, tmp_path, broken, m
 def test_two_processes_fit_once_write_once_and_reduce_the_distribution_logs(tiny_root, tmp_path):
     """``torch-brain fit`` on 2 CPU processes: one statistics pass reported (rank 0), one cache file,
     and the logged CE / entropy equal a one-process evaluation of the same checkpoint."""
-    import os
-    import signal
-    import subprocess
-    import sys
-
-    from tests.training.test_runner_ddp import REPO, _free_port
+    from tests.training._launch import run_cli
     from torch_brain.training import evaluate
 
     heads = {TASK: {"kind": "bins", "num_bins": 8}}
@@ -329,21 +324,8 @@ def test_two_processes_fit_once_write_once_and_reduce_the_distribution_logs(tiny
                          trainer={"devices": 2, "accelerator": "cpu", "max_steps": 2, "enable_progress_bar": True},
                          logging={"readout_distribution": True, "plots": False})
     (tmp_path / "run.yaml").write_text(yaml.safe_dump(config))
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("LOCAL_RANK", "RANK", "WORLD_SIZE", "NODE_RANK", "MASTER_ADDR", "PL_GLOBAL_SEED")}
-    env.update(PYTHONPATH=os.pathsep.join([str(REPO), env.get("PYTHONPATH", "")]).rstrip(os.pathsep),
-               OMP_NUM_THREADS="1", MASTER_PORT=str(_free_port()))
     run_dir = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "torch_brain.cli", "fit", str(tmp_path / "run.yaml"),
-                             "--run-dir", str(run_dir)], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        log, _ = proc.communicate(timeout=400)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)  # the group this test started: the CLI and its rank 1
-        log, _ = proc.communicate()
-        pytest.fail(f"two-process fit did not finish in 400 s (hang)\n{log[-3000:]}")
-    assert proc.returncode == 0, log[-3000:]
+    log = run_cli(["fit", str(tmp_path / "run.yaml"), "--run-dir", str(run_dir)], cwd=tmp_path)
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in log
     assert log.count("readout statistics: 2 sessions\n") == 1  # rank 0 reports, once
     stored = torch.load(run_dir / "readout_vocab.pt", weights_only=True)["tasks"][TASK]["values"]
