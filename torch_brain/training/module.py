@@ -32,6 +32,7 @@ from torch import nn
 from torch_brain.models import MODEL_REGISTRY
 from torch_brain.training.normalization import TargetNormalizer, compute_target_stats
 from torch_brain.training.optim import build_optimizer, build_scheduler
+from torch_brain.training.readout_vocab import fit_readout_vocabularies
 
 __all__ = ["MODELS", "NeuralDecoder", "build_model", "check_compatible"]
 
@@ -272,8 +273,6 @@ class NeuralDecoder(L.LightningModule):
             ValueError: NaN/inf training targets (the session and count are named), constant
                 targets, or a task without any training target.
         """
-        from torch_brain.training.readout_vocab import fit_readout_vocabularies
-
         heads = getattr(self.model, "vocabulary_heads", dict)()
         return fit_readout_vocabularies(heads, dataset, self.specs, self.normalizer,
                                         cache=self.readout_vocab_cache, progress=progress,

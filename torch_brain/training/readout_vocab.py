@@ -31,6 +31,8 @@ import numpy as np
 import torch
 
 from torch_brain.training.normalization import TargetNormalizer, training_targets
+from torch_brain.training.progress import progress_iter
+from torch_brain.training.run_dir import _atomic_write
 
 __all__ = ["CACHE_NAME", "fit_readout_vocabularies", "head_signature", "vocabulary_fingerprint"]
 
@@ -125,8 +127,6 @@ def _read_cache(path: Path) -> tuple[dict[str, Any], str | None]:
 
 
 def _write_cache(path: Path, entries: Mapping[str, Any]) -> None:
-    from torch_brain.training.run_dir import _atomic_write
-
     payload = {"format": _FORMAT, "tasks": dict(sorted(entries.items()))}
     _atomic_write(path, "wb", lambda f: torch.save(payload, f))
 
@@ -134,8 +134,6 @@ def _write_cache(path: Path, entries: Mapping[str, Any]) -> None:
 def _pooled_targets(dataset: Any, specs: Mapping[str, Any], normalizer: TargetNormalizer,
                     progress: bool) -> dict[str, list[np.ndarray]]:
     """{task: [normalised (n, d) training targets of each recording]}; refuses NaN / inf."""
-    from torch_brain.training.progress import progress_iter
-
     wrap = (lambda items, n: progress_iter(items, total=n, desc="readout statistics")) if progress else None
     pooled: dict[str, list[np.ndarray]] = {t: [] for t in specs}
     for task, rid, values, _ in training_targets(dataset, specs, progress=wrap):
@@ -204,8 +202,6 @@ def fit_readout_vocabularies(heads: Mapping[str, Any], dataset: Any, specs: Mapp
     pooled = _pooled_targets(dataset, {t: specs[t] for t in compute}, normalizer, progress)
     heads_to_fit = compute.items()
     if progress:  # k-means of a large training split takes a while (40 s for 840k 2-D targets, K=64)
-        from torch_brain.training.progress import progress_iter
-
         heads_to_fit = progress_iter(heads_to_fit, total=len(compute), desc="readout vocabulary fit", unit="head")
     for task, head in heads_to_fit:
         if not pooled[task]:

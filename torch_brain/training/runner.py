@@ -20,6 +20,7 @@ import lightning as L
 import torch
 
 from torch_brain.models import MODEL_REGISTRY
+from torch_brain.ssl import freeze_encoder
 from torch_brain.training.config import dump_config, load_config
 from torch_brain.training.datamodule import DecodingDataModule
 from torch_brain.training.module import NeuralDecoder, check_compatible
@@ -617,8 +618,6 @@ def finetune(
         module.hparams.optimizer = dict(cfg["optimizer"])
         module.hparams.scheduler = dict(cfg["scheduler"]) if cfg["scheduler"] else None
     if freeze_steps > 0 and ckpt_resume is None and not freeze_all:
-        from torch_brain.ssl import freeze_encoder
-
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         freeze_encoder(model)  # the readout and embeddings warm up on a fixed encoder
         module.hparams.scheduler = None  # constant learning rate in the first phase
@@ -631,8 +630,6 @@ def finetune(
             param.requires_grad_(name in trainable)
         module.hparams.scheduler = dict(cfg["scheduler"]) if cfg["scheduler"] else None
     if freeze_all:
-        from torch_brain.ssl import freeze_encoder
-
         freeze_encoder(model)
     trainer = build_trainer(cfg, out, metrics=_val_metrics(cfg, dm), callbacks=callbacks)
     trainer.fit(module, datamodule=dm, ckpt_path=str(ckpt_resume) if ckpt_resume else None)
