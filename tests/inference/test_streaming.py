@@ -1,13 +1,16 @@
 """StreamingDecoder against the offline model (Data.slice + model tokenizer + batched forward)."""
 
+import copy
+
 import numpy as np
 import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.inference.conftest import N_UNITS, SESSION, TASKS, offline, recording
+from tests.inference.conftest import N_UNITS, SESSION, TASKS, TINY, offline, recording, vocab
 from torch_brain.inference import StreamingDecoder
+from torch_brain.models import POYOPlus
 
 
 def replay(decoder, ts, units, chunk):
@@ -46,6 +49,19 @@ def test_poyo_equals_offline(poyo):
     ref = offline(poyo, ts, units, [t for t, _ in got], 1.0)
     name = poyo.readout_spec.name
     torch.testing.assert_close(stacked(got, name), ref[name], rtol=0, atol=1e-5)
+
+
+@pytest.mark.parametrize("dim_head, cross_heads, self_heads", [(7, 2, 3), (10, 1, 2)])
+def test_other_head_shapes_equal_offline(dim_head, cross_heads, self_heads):
+    """Odd head sizes (padded with a zero feature), several cross heads, a rotated half that is not Dh/2."""
+    torch.manual_seed(4)
+    model = vocab(POYOPlus(**{**TINY, "dim_head": dim_head, "cross_heads": cross_heads, "self_heads": self_heads,
+                              "depth": 2}, readout_specs=TASKS))
+    ts, units = recording(seconds=2.0, seed=7)
+    got = replay(StreamingDecoder(model, SESSION, hop=0.05), ts, units, chunk=9)
+    ref = offline(model, ts, units, [t for t, _ in got], 1.0)
+    for task in TASKS:
+        torch.testing.assert_close(stacked(got, task), ref[task], rtol=0, atol=1e-5)
 
 
 def test_string_unit_ids_and_decode_between_updates(plus):
@@ -134,6 +150,27 @@ def test_export_round_trip(plus, tmp_path):
             torch.testing.assert_close(value, want[task], rtol=0, atol=1e-6)
     empty = (torch.zeros(0), torch.zeros(0, dtype=torch.long), torch.tensor([1.0]))
     assert all(torch.isfinite(v).all() for v in program(*empty))
+
+
+def test_scratch_reuse_gives_the_allocating_result(plus):
+    """The core's reused scratch tensors: windows of growing and shrinking size, in and out of inference mode."""
+    ts, units = recording(seconds=3.0, seed=2)
+    dec = StreamingDecoder(plus, SESSION, max_lag=3.0)
+    dec.push(ts, units)
+    times = [dec.now, ts[0] + 1e-3, dec.now - 0.2, ts[0] + 0.3, dec.now]  # 1 spike .. a full window
+    fresh = copy.deepcopy(dec.core)
+    fresh._reuse = False
+    for i, t in enumerate(times):
+        inputs = dec.window_inputs(t)
+        with torch.no_grad():
+            want = fresh(*inputs)
+        if i % 2:
+            with torch.no_grad():
+                got = dec.core(*inputs)
+        else:
+            got = tuple(dec.decode(t)[task] for task in dec.tasks)
+        for a, b in zip(got, want):
+            assert torch.equal(a, b)
 
 
 def test_from_checkpoint_and_run_dir(plus, tmp_path):
