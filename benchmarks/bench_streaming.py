@@ -11,9 +11,11 @@ Workload (issue 17): POYOPlus dim 64, depth 2 (dim_head 64, cross_heads 1, self_
   package and, in its own virtualenv, with the peer's (both expose ``torch_brain.models.POYOPlus`` with
   this forward signature), so both do identical work.
 
-Configurations: dim 64 on 2 threads and on 1, dim 128 on 2 threads. Streaming and our recompute are
-interleaved update by update in one process (load changes hit both alike); the peer runs next in its
-own process. ``max_abs_diff_offline`` is the largest difference between the streaming outputs and our
+Configurations: dim 64 on 2 threads and on 1, dim 128 on 2 threads. Each method runs alone over all
+updates, as a closed loop runs it: the streaming updates, then our recompute of the same windows (same
+process), then the peer's recompute in its own process. (Until 2026-12-06 20:30 UTC streaming and our
+recompute were interleaved update by update, so that load changes hit both alike; that also made each
+streaming update start with caches just filled by a recompute.) ``max_abs_diff_offline`` is the largest difference between the streaming outputs and our
 model's batched offline forward over the same windows. The load average (``os.getloadavg``) is
 recorded before and after each run: the machine is shared.
 
@@ -130,7 +132,8 @@ first = update_times[0] - HOP
 i = int(np.searchsorted(spike_times, first, side="left"))
 dec.push(spike_times[:i], spike_units[:i], until=first)
 dec.poll()
-lat_stream, lat_full, cpu_stream, cpu_full, outs, times = [], [], [], [], [], []
+# each method alone, as the peer's recompute runs and as a closed loop runs: first the streaming updates ...
+lat_stream, cpu_stream, outs, times = [], [], [], []
 for t in update_times:
     j = int(np.searchsorted(spike_times, t, side="left"))
     chunk_t, chunk_u = spike_times[i:j], spike_units[i:j]
@@ -140,12 +143,15 @@ for t in update_times:
     lat_stream.append(1e3 * (time.perf_counter() - t0))
     cpu_stream.append(1e3 * (time.process_time() - c0))
     i = j
+    times += [u for u, _ in got]
+    outs += [o[TASK] for _, o in got]
+# ... then recomputing the same windows with our model
+lat_full, cpu_full = [], []
+for t in update_times:
     t0, c0 = time.perf_counter(), time.process_time()
     recompute(t)
     lat_full.append(1e3 * (time.perf_counter() - t0))
     cpu_full.append(1e3 * (time.process_time() - c0))
-    times += [u for u, _ in got]
-    outs += [o[TASK] for _, o in got]
 assert np.allclose(times, update_times), "one update per hop"
 # offline: the same windows, one batched forward (padded like collate)
 from torch_brain.data import collate

@@ -173,6 +173,18 @@ def test_scratch_reuse_gives_the_allocating_result(plus):
             assert torch.equal(a, b)
 
 
+def test_core_follows_its_tensors_after_to(plus):
+    """The core caches its weights as plain tuples for speed; .to()/.float()/_apply must refresh them."""
+    ts, units = recording(seconds=2.0, seed=3)
+    dec = StreamingDecoder(plus, SESSION)
+    dec.push(ts, units)
+    before = dec.decode()["cursor_velocity_2d"]
+    dec.core._apply(lambda t: t.clone())  # what .to(other_device) does: new tensor objects
+    dec.core.self0_out_w.mul_(2.0)  # a change only the new tensors see
+    after = dec.decode()["cursor_velocity_2d"]
+    assert not torch.allclose(before, after)
+
+
 def test_from_checkpoint_and_run_dir(plus, tmp_path):
     run = tmp_path / "run"
     (run / "checkpoints").mkdir(parents=True)

@@ -137,6 +137,7 @@ class StreamingCore(nn.Module):
         self.scale = None if dh == self.dh else dh ** -0.5
         self._reuse = True  # scratch tensors (see the module doc); export_core traces without them
         self._scratch: dict[str, Tensor] = {}
+        self._plan: tuple | None = None
 
         def rows(w: Tensor) -> Tensor:  # output features of a projection (heads * dh rows)
             return _to_layout(w, index, 0, dh)
@@ -194,21 +195,44 @@ class StreamingCore(nn.Module):
             t = self._scratch[name] = torch.empty(n, dtype=like.dtype, device=like.device)
         return t[:n].view(shape)
 
-    def _ffn(self, ffn: nn.Module, x: Tensor) -> Tensor:
+    def _apply(self, fn, recurse=True):  # .to() / .float() / ... replace the tensors: re-make the plan
+        self._plan = None
+        return super()._apply(fn, recurse)
+
+    def _make_plan(self) -> tuple:
+        """The per-layer weights as plain tuples: looking them up through nn.Module attributes on every
+        update cost ~0.1 ms (a tenth of the Python overhead of an update at dim 64)."""
+
+        def ffn(f: nn.Module) -> tuple:
+            return (f.norm.weight, f.norm.bias, f.norm.eps, f.w1.weight.t(), f.w1.bias, f.w2.weight.t(), f.w2.bias)
+        layers = tuple((norm.weight, norm.bias, norm.eps, getattr(self, f"self{i}_qkv_w"), getattr(self, f"self{i}_out_w"),
+                        getattr(self, f"self{i}_out_b"), self.self_heads[i], self.self_rotate_values[i], ffn(f))
+                       for i, (norm, f) in enumerate(zip(self.self_norms, self.ffns)))
+        n = self.dec_norm
+        return (ffn(self.enc_ffn), layers, (n.weight, n.bias, n.eps), ffn(self.dec_ffn))
+
+    def _ffn(self, weights: tuple, x: Tensor) -> Tensor:
         """``FeedForward`` (pre-norm GEGLU) on (N, D) rows, its hidden layer in scratch."""
-        x = F.layer_norm(x, x.shape[-1:], ffn.norm.weight, ffn.norm.bias, ffn.norm.eps)
-        hidden = torch.addmm(ffn.w1.bias, x, ffn.w1.weight.t(),
-                             out=self._buffer("ffn", (x.shape[0], ffn.w1.weight.shape[0]), x))
+        ln_w, ln_b, eps, w1, b1, w2, b2 = weights
+        x = F.layer_norm(x, x.shape[-1:], ln_w, ln_b, eps)
+        hidden = torch.addmm(b1, x, w1, out=self._buffer("ffn", (x.shape[0], w1.shape[1]), x))
         a, gate = hidden.chunk(2, dim=-1)
-        return torch.addmm(ffn.w2.bias, a * F.gelu(gate), ffn.w2.weight.t())
+        return torch.addmm(b2, a * F.gelu(gate), w2)
 
     def forward(self, spike_times: Tensor, spike_units: Tensor, end_time: Tensor) -> tuple[Tensor, ...]:
+        plan = self._plan if self._reuse else None  # export traces the module's own attributes
+        if plan is None:
+            plan = self._make_plan()
+            if self._reuse:
+                self._plan = plan
+        enc_ffn, layers, dec_norm, dec_ffn = plan
         h, dh = self.heads, self.dh
+        spike_kv = self.spike_kv
         n, u = spike_times.shape[0], self.start_kv.shape[0]
         z = _cis(self.omega, torch.cat([spike_times, end_time]))  # [N + 1, half]: spikes, then the window end
         # encoder keys/values, one row per token: spikes, unit ends, unit starts
-        kv = self._buffer("enc", (n + 2 * u, self.spike_kv.shape[1]), self.spike_kv)
-        torch.index_select(self.spike_kv, 0, spike_units, out=kv[:n])
+        kv = self._buffer("enc", (n + 2 * u, spike_kv.shape[1]), spike_kv)
+        torch.index_select(spike_kv, 0, spike_units, out=kv[:n])
         kv[n:n + u] = self.end_kv
         kv[n + u:] = self.start_kv
         kv = kv.view(n + 2 * u, 2 * h, dh)
@@ -217,41 +241,38 @@ class StreamingCore(nn.Module):
         _rotate_(rotated[n:], z[n:])
         kv = kv.transpose(0, 1)[None]  # [1, 2H, M, dh']
         out = F.scaled_dot_product_attention(self.enc_q, kv[:, :h], kv[:, h:], scale=self.scale)  # [1, H, L, dh']
+        latent_z_inv = self.latent_z_inv
         if self.rotate_values[0]:
-            _rotate_(out, self.latent_z_inv)  # back to the latent times
+            _rotate_(out, latent_z_inv)  # back to the latent times
         n_latents = out.shape[2]
         latents = self.latents + torch.addmm(self.enc_out_b, out[0].transpose(0, 1).reshape(n_latents, -1),
                                              self.enc_out_w)  # [L, D]
-        latents = latents + self._ffn(self.enc_ffn, latents)
+        latents = latents + self._ffn(enc_ffn, latents)
         z_latent = self.latent_z[:, None]
-        for i, (norm, ffn) in enumerate(zip(self.self_norms, self.ffns)):
-            hs = self.self_heads[i]
-            x = F.layer_norm(latents, latents.shape[-1:], norm.weight, norm.bias, norm.eps)
-            w = getattr(self, f"self{i}_qkv_w")
+        scale = self.scale
+        for ln_w, ln_b, eps, w, w_out, b_out, hs, rot_v, ffn in layers:
+            x = F.layer_norm(latents, latents.shape[-1:], ln_w, ln_b, eps)
             qkv = torch.mm(x, w, out=self._buffer("qkv", (n_latents, w.shape[1]), x)).view(n_latents, 3 * hs, dh)
-            _rotate_(qkv if self.self_rotate_values[i] else qkv[:, :2 * hs], z_latent)
+            _rotate_(qkv if rot_v else qkv[:, :2 * hs], z_latent)
             qkv = qkv.transpose(0, 1)[None]  # [1, 3H, L, dh']
-            o = F.scaled_dot_product_attention(qkv[:, :hs], qkv[:, hs:2 * hs], qkv[:, 2 * hs:], scale=self.scale)
-            if self.self_rotate_values[i]:
-                _rotate_(o, self.latent_z_inv)
-            o = torch.addmm(getattr(self, f"self{i}_out_b"), o[0].transpose(0, 1).reshape(n_latents, -1),
-                            getattr(self, f"self{i}_out_w"))
-            latents = latents + o
+            o = F.scaled_dot_product_attention(qkv[:, :hs], qkv[:, hs:2 * hs], qkv[:, 2 * hs:], scale=scale)
+            if rot_v:
+                _rotate_(o, latent_z_inv)
+            latents = latents + torch.addmm(b_out, o[0].transpose(0, 1).reshape(n_latents, -1), w_out)
             latents = latents + self._ffn(ffn, latents)
         hd = self.dec_heads
-        norm = self.dec_norm
-        x = F.layer_norm(latents, latents.shape[-1:], norm.weight, norm.bias, norm.eps)
+        x = F.layer_norm(latents, latents.shape[-1:], *dec_norm)
         kv = torch.mm(x, self.dec_kv_w).view(n_latents, 2 * hd, dh)
         _rotate_(kv if self.rotate_values[1] else kv[:, :hd], z_latent)
         q = self.dec_q.clone()
         _rotate_(q, z[n:])  # the queries sit at the window end
         kv = kv.transpose(0, 1)[None]
-        o = F.scaled_dot_product_attention(q, kv[:, :hd], kv[:, hd:], scale=self.scale)  # [1, Hd, T, dh']
+        o = F.scaled_dot_product_attention(q, kv[:, :hd], kv[:, hd:], scale=scale)  # [1, Hd, T, dh']
         if self.rotate_values[1]:
             _rotate_(o, z[n:].conj())
         n_tasks = o.shape[2]
         out = self.queries + torch.addmm(self.dec_out_b, o[0].transpose(0, 1).reshape(n_tasks, -1), self.dec_out_w)
-        out = out + self._ffn(self.dec_ffn, out)
+        out = out + self._ffn(dec_ffn, out)
         return tuple(_predict(head, out[i]) for i, head in enumerate(self.heads_out))
 
 
