@@ -160,12 +160,11 @@ class StreamingCore(nn.Module):
             z = _cis(self.omega, latent_times)  # [L, half]
             q = F.linear(enc.norm(latents), rows(enc.to_q.weight)).view(n_latents, enc.heads, self.dh)
             _rotate_(q, z[:, None])
-            self.register_buffer("latents", latents)
             self.register_buffer("latent_z", z)
             self.register_buffer("latent_z_inv", z.conj().resolve_conj())
             self.register_buffer("enc_q", q.transpose(0, 1)[None].contiguous())  # [1, H, L, dh']
             self.register_buffer("enc_out_w", cols(enc.to_out.weight))
-            self.register_buffer("enc_out_b", enc.to_out.bias.clone())
+            self.register_buffer("latents_plus_bias", latents + enc.to_out.bias)
             for i, (atn, _) in enumerate(model.proc_layers):
                 self.register_buffer(f"self{i}_qkv_w", rows(atn.to_qkv.weight).t().contiguous())
                 self.register_buffer(f"self{i}_out_w", cols(atn.to_out.weight))
@@ -184,19 +183,19 @@ class StreamingCore(nn.Module):
             self.register_buffer("dec_out_b", dec.to_out.bias.clone())
 
     def _buffer(self, name: str, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """An uninitialised float tensor of ``shape``: a view of the named scratch tensor when reusing."""
+        """An uninitialised tensor of ``shape`` like ``like``: a view of the named scratch tensor when reusing."""
         if not self._reuse:
             return torch.empty(shape, dtype=like.dtype, device=like.device)
         n = math.prod(shape)
         t = self._scratch.get(name)
-        # inference tensors cannot be written outside inference mode (and vice versa): re-made on a switch
-        if (t is None or t.numel() < n or t.device != like.device or t.dtype != like.dtype
-                or t.is_inference() != torch.is_inference_mode_enabled()):
+        # inference tensors cannot be written outside inference mode (and vice versa): re-made on a switch;
+        # a change of device or dtype goes through _apply, which drops the scratch
+        if t is None or t.numel() < n or t.is_inference() != torch.is_inference_mode_enabled():
             t = self._scratch[name] = torch.empty(n, dtype=like.dtype, device=like.device)
         return t[:n].view(shape)
 
-    def _apply(self, fn, recurse=True):  # .to() / .float() / ... replace the tensors: re-make the plan
-        self._plan = None
+    def _apply(self, fn, recurse=True):  # .to() / .float() / ... replace the tensors: re-make plan and scratch
+        self._plan, self._scratch = None, {}
         return super()._apply(fn, recurse)
 
     def _make_plan(self) -> tuple:
@@ -209,7 +208,8 @@ class StreamingCore(nn.Module):
                         getattr(self, f"self{i}_out_b"), self.self_heads[i], self.self_rotate_values[i], ffn(f))
                        for i, (norm, f) in enumerate(zip(self.self_norms, self.ffns)))
         n = self.dec_norm
-        return (ffn(self.enc_ffn), layers, (n.weight, n.bias, n.eps), ffn(self.dec_ffn))
+        heads = tuple((h.weight, h.bias) if type(h) is nn.Linear else h for h in self.heads_out)
+        return (ffn(self.enc_ffn), layers, (n.weight, n.bias, n.eps), ffn(self.dec_ffn), heads)
 
     def _ffn(self, weights: tuple, x: Tensor) -> Tensor:
         """``FeedForward`` (pre-norm GEGLU) on (N, D) rows, its hidden layer in scratch."""
@@ -225,7 +225,7 @@ class StreamingCore(nn.Module):
             plan = self._make_plan()
             if self._reuse:
                 self._plan = plan
-        enc_ffn, layers, dec_norm, dec_ffn = plan
+        enc_ffn, layers, dec_norm, dec_ffn, heads = plan
         h, dh = self.heads, self.dh
         spike_kv = self.spike_kv
         n, u = spike_times.shape[0], self.start_kv.shape[0]
@@ -245,8 +245,9 @@ class StreamingCore(nn.Module):
         if self.rotate_values[0]:
             _rotate_(out, latent_z_inv)  # back to the latent times
         n_latents = out.shape[2]
-        latents = self.latents + torch.addmm(self.enc_out_b, out[0].transpose(0, 1).reshape(n_latents, -1),
-                                             self.enc_out_w)  # [L, D]
+        # the residual: latent embeddings + the output projection's bias, added once at construction
+        latents = torch.addmm(self.latents_plus_bias, out[0].transpose(0, 1).reshape(n_latents, -1),
+                              self.enc_out_w)  # [L, D]
         latents = latents + self._ffn(enc_ffn, latents)
         z_latent = self.latent_z[:, None]
         scale = self.scale
@@ -273,11 +274,16 @@ class StreamingCore(nn.Module):
         n_tasks = o.shape[2]
         out = self.queries + torch.addmm(self.dec_out_b, o[0].transpose(0, 1).reshape(n_tasks, -1), self.dec_out_w)
         out = out + self._ffn(dec_ffn, out)
-        return tuple(_predict(head, out[i]) for i, head in enumerate(self.heads_out))
+        return tuple(_predict(head, out[i]) for i, head in enumerate(heads))
 
 
-def _predict(head: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """A head's prediction for one query embedding (D,): expected values for bins/codebook heads."""
+def _predict(head: nn.Module | tuple[Tensor, Tensor], x: torch.Tensor) -> torch.Tensor:
+    """A head's prediction for one query embedding (D,): expected values for bins/codebook heads.
+
+    ``head`` is a module, or the (weight, bias) of a plain ``nn.Linear`` one.
+    """
+    if isinstance(head, tuple):
+        return F.linear(x, *head)
     raw = head(x)
     return head.predict(raw[None])[0] if hasattr(head, "predict") else raw
 
