@@ -110,6 +110,11 @@ class StreamingCore(nn.Module):
         forward(spike_times (N,) float32 seconds relative to the window start, spike_units (N,) int64
         in [0, U), end_time (1,) float32 window length) -> tuple of (dim_task,) tensors, one per
         task in ``tasks`` order.
+
+    Note:
+        The core keeps scratch tensors between calls (see the module docstring): call one core from
+        one thread at a time. A :class:`~torch_brain.inference.StreamingDecoder` serves one stream;
+        give each concurrent stream its own decoder.
     """
 
     def __init__(self, model: nn.Module, session_index: int, unit_rows: Sequence[int], tasks: Sequence[str]) -> None:

@@ -88,6 +88,10 @@ class StreamingDecoder:
             (default ``window_length``); spikes older than ``newest - window_length - max_lag``
             are discarded, which bounds the memory by the window.
 
+    Note:
+        One decoder serves one stream from one thread at a time (its core reuses scratch tensors
+        between updates); decode concurrent streams with one decoder each.
+
     Example:
         >>> dec = StreamingDecoder(model, "synthetic/s0", hop=0.02)  # doctest: +SKIP
         >>> dec.push(timestamps, unit_ids)  # doctest: +SKIP
