@@ -22,6 +22,13 @@ recorded before and after each run: the machine is shared.
 Besides wall-clock latency, each update's process CPU time is recorded (``cpu_*``): on a shared machine the
 wall time mostly measures the wait for a core, the CPU time what the work costs.
 
+``streaming`` runs the updates back to back. ``streaming_paced`` runs them as a closed loop does: one
+``push`` + ``poll`` per 20 ms of wall-clock time, the process idle in between. With more than one
+thread, idle OpenMP workers go to sleep between paced updates, and waking them costs more than the
+update itself (see ``docs/streaming.md``). So for multi-thread configurations the paced loop is also
+run once more with ``OMP_WAIT_POLICY=ACTIVE`` (``ours_omp_active``). That is a process-wide switch an
+application may set; the library does not.
+
 Usage:
     .venv/bin/python benchmarks/bench_streaming.py [--updates 300] [--skip-peer] [--configs 64x2,64x1,128x2]
 
@@ -123,10 +130,42 @@ result["load_before"], result["load_after"] = load_before, os.getloadavg()
 print(json.dumps(result))
 '''
 
-STREAMING = COMMON + r'''
+PACED = r'''
 from torch_brain.inference import StreamingDecoder
 
 dec = StreamingDecoder(model, "s", hop=HOP, unit_ids=[f"s/u{i}" for i in range(N_UNITS)], tasks=[TASK])
+
+
+def paced():
+    """push + poll once per HOP of wall-clock time, as a closed loop runs: the process idles between updates."""
+    dec.reset()
+    first = update_times[0] - HOP
+    i = int(np.searchsorted(spike_times, first, side="left"))
+    dec.push(spike_times[:i], spike_units[:i], until=first)
+    dec.poll()
+    lat, cpu = [], []
+    tick = time.perf_counter()
+    for t in update_times:
+        tick += HOP
+        while tick - time.perf_counter() > 0:
+            time.sleep(tick - time.perf_counter())
+        j = int(np.searchsorted(spike_times, t, side="left"))
+        t0, c0 = time.perf_counter(), time.process_time()
+        dec.push(spike_times[i:j], spike_units[i:j], until=t)
+        dec.poll()
+        lat.append(1e3 * (time.perf_counter() - t0))
+        cpu.append(1e3 * (time.process_time() - c0))
+        i = j
+    return stats(lat, cpu)
+'''
+
+PACED_ONLY = COMMON + PACED + r'''
+result["streaming_paced"] = paced()
+result["load_before"], result["load_after"] = load_before, os.getloadavg()
+print(json.dumps(result))
+'''
+
+STREAMING = COMMON + PACED + r'''
 # history before the first timed update
 first = update_times[0] - HOP
 i = int(np.searchsorted(spike_times, first, side="left"))
@@ -165,14 +204,15 @@ with torch.no_grad():
     offline = model(**stacked)[TASK]
 result["streaming"] = stats(lat_stream, cpu_stream)
 result["recompute"] = stats(lat_full, cpu_full)
+result["streaming_paced"] = paced()
 result["max_abs_diff_offline"] = float((torch.stack(outs) - offline).abs().max())
 result["load_before"], result["load_after"] = load_before, os.getloadavg()
 print(json.dumps(result))
 '''
 
 
-def _run_ours(source: str, *args: str) -> dict:
-    env = dict(os.environ, OMP_NUM_THREADS=args[1], MKL_NUM_THREADS=args[1], PYTHONPATH=str(ROOT))
+def _run_ours(source: str, *args: str, **env_extra: str) -> dict:
+    env = dict(os.environ, OMP_NUM_THREADS=args[1], MKL_NUM_THREADS=args[1], PYTHONPATH=str(ROOT), **env_extra)
     out = subprocess.run([sys.executable, "-c", source, *args], cwd=ROOT, env=env, capture_output=True, text=True,
                          timeout=1800)
     if out.returncode != 0:
@@ -191,6 +231,8 @@ def main() -> None:
     for dim, threads in (tuple(int(v) for v in c.split("x")) for c in args.configs.split(",")):
         argv = (str(dim), str(threads), str(args.updates), "1")
         entry = {"ours": _run_ours(STREAMING, *argv)}
+        if threads > 1:  # the application-level OpenMP switch that keeps idle workers spinning (see the docstring)
+            entry["ours_omp_active"] = _run_ours(PACED_ONLY, *argv, OMP_WAIT_POLICY="ACTIVE")
         if not args.skip_peer:
             entry["peer"] = run_peer(RECOMPUTE_ONLY, *argv, threads=threads, timeout=1800)
             entry["speedup_p50_vs_peer_recompute"] = entry["peer"]["recompute"]["p50_ms"] / entry["ours"]["streaming"]["p50_ms"]

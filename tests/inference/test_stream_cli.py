@@ -62,3 +62,12 @@ def test_stream_realtime_paces_the_pushes(tiny_root, tmp_path):  # noqa: F811
                               realtime=True, compare=False)
     assert time.perf_counter() - t0 >= 0.55  # the wall clock followed the recording's
     assert result["updates"] == 12 and "agreement" not in result
+
+
+def test_realtime_note_on_sleeping_openmp_workers():
+    from torch_brain.cli.stream import _pacing_note
+
+    assert "OMP_WAIT_POLICY=ACTIVE" in _pacing_note(2, {})
+    assert "--threads 1" in _pacing_note(4, {"OMP_WAIT_POLICY": "passive"})
+    assert _pacing_note(2, {"OMP_WAIT_POLICY": "active"}) is None  # workers spin: nothing to say
+    assert _pacing_note(1, {}) is None  # no workers

@@ -4,8 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+from collections.abc import Mapping
 
 __all__ = ["add_parser"]
+
+
+def _pacing_note(threads: int, environ: Mapping[str, str]) -> str | None:
+    """The advice printed after a real-time replay on several threads with sleeping OpenMP workers, else None."""
+    if threads <= 1 or environ.get("OMP_WAIT_POLICY", "").upper() == "ACTIVE":
+        return None
+    return (f"note: with {threads} threads, idle OpenMP workers fall asleep between real-time updates and waking "
+            "them adds latency; start the process with OMP_WAIT_POLICY=ACTIVE (one core then spins between "
+            "updates) or pass --threads 1 (docs/streaming.md, 'Real-time pacing').")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -24,6 +35,9 @@ def _run(args: argparse.Namespace) -> int:
     print(f"streamed {result['updates']} updates of {args.recording} ({mode}, hop {args.hop * 1e3:g} ms, "
           f"{result['torch_threads']} threads)")
     print("latency per update (ms): " + "  ".join(f"{k} {v:.2f}" for k, v in lat.items()))
+    note = _pacing_note(result["torch_threads"], os.environ) if args.realtime else None
+    if note:
+        print(note)
     for task, agreement in result.get("agreement", {}).items():
         print(f"{task}: streaming vs stitched offline: " + "  ".join(f"{k} {v:.4f}" for k, v in agreement.items()))
     if args.json:
