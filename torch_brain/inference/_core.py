@@ -34,8 +34,8 @@ model's float32, to ~1e-7):
 * **no fresh large buffers per update.** The gathered spike keys/values, the self-attention
   projections and the feed-forward hidden layer are written (``out=``) into scratch tensors kept by
   the core and grown to the largest window seen. Allocating ~3 MB afresh per update made the
-  allocator hand freshly mapped pages back every time: ~700 page faults, a quarter of an update at
-  dim 64 (``benchmarks/RESULTS.md``). The scratch is per core, so one core must not run in two
+  allocator hand freshly mapped pages back every time: 300–700 page faults per update in our
+  measurements, up to a quarter of an update at dim 64 (``benchmarks/RESULTS.md``). The scratch is per core, so one core must not run in two
   threads at once (a :class:`StreamingDecoder` is one stream anyway); :func:`export_core` traces
   the allocating form, which has no such state.
 
