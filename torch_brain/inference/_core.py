@@ -35,9 +35,11 @@ model's float32, to ~1e-7):
   projections and the feed-forward hidden layer are written (``out=``) into scratch tensors kept by
   the core and grown to the largest window seen. Allocating ~3 MB afresh per update made the
   allocator hand freshly mapped pages back every time: 300–700 page faults per update in our
-  measurements, up to a quarter of an update at dim 64 (``benchmarks/RESULTS.md``). The scratch is per core, so one core must not run in two
-  threads at once (a :class:`StreamingDecoder` is one stream anyway); :func:`export_core` traces
-  the allocating form, which has no such state.
+  measurements, up to a quarter of an update at dim 64 (``benchmarks/RESULTS.md``). The scratch is
+  per core, so one core must not run in two threads at once (a :class:`StreamingDecoder` is one
+  stream anyway); :func:`export_core` traces the allocating form, which has no such state.
+* **weights from plain tuples.** The per-layer weights are looked up once into a tuple (rebuilt by
+  ``_apply``, i.e. ``.to()``), not through ``nn.Module`` attributes on every update.
 
 The forward uses only tensor operations and the model's own parameters, so it exports with
 ``torch.export`` (see :func:`export_core`) and runs without Lightning.
@@ -205,12 +207,13 @@ class StreamingCore(nn.Module):
 
     def _make_plan(self) -> tuple:
         """The per-layer weights as plain tuples: looking them up through nn.Module attributes on every
-        update cost ~0.1 ms (a tenth of the Python overhead of an update at dim 64)."""
+        update cost ~0.1 ms at dim 64."""
 
         def ffn(f: nn.Module) -> tuple:
             return (f.norm.weight, f.norm.bias, f.norm.eps, f.w1.weight.t(), f.w1.bias, f.w2.weight.t(), f.w2.bias)
-        layers = tuple((norm.weight, norm.bias, norm.eps, getattr(self, f"self{i}_qkv_w"), getattr(self, f"self{i}_out_w"),
-                        getattr(self, f"self{i}_out_b"), self.self_heads[i], self.self_rotate_values[i], ffn(f))
+        layers = tuple((norm.weight, norm.bias, norm.eps, getattr(self, f"self{i}_qkv_w"),
+                        getattr(self, f"self{i}_out_w"), getattr(self, f"self{i}_out_b"), self.self_heads[i],
+                        self.self_rotate_values[i], ffn(f))
                        for i, (norm, f) in enumerate(zip(self.self_norms, self.ffns)))
         n = self.dec_norm
         heads = tuple((h.weight, h.bias) if type(h) is nn.Linear else h for h in self.heads_out)
