@@ -64,6 +64,20 @@ def test_other_head_shapes_equal_offline(dim_head, cross_heads, self_heads):
         torch.testing.assert_close(stacked(got, task), ref[task], rtol=0, atol=1e-5)
 
 
+def test_other_value_rotations_equal_offline():
+    """The core follows each attention layer's rotate_value, not the defaults POYO builds with."""
+    torch.manual_seed(5)
+    model = vocab(POYOPlus(**TINY, readout_specs=TASKS))
+    model.enc_atn.rotate_value = False
+    model.proc_layers[0][0].rotate_value = False
+    model.dec_atn.rotate_value = True
+    ts, units = recording(seconds=2.0, seed=8)
+    got = replay(StreamingDecoder(model, SESSION, hop=0.05), ts, units, chunk=13)
+    ref = offline(model, ts, units, [t for t, _ in got], 1.0)
+    for task in TASKS:
+        torch.testing.assert_close(stacked(got, task), ref[task], rtol=0, atol=1e-5)
+
+
 def test_string_unit_ids_and_decode_between_updates(plus):
     ts, units = recording(seconds=2.0, seed=5)
     dec = StreamingDecoder(plus, SESSION)

@@ -60,17 +60,6 @@ from torch_brain.models.tokenizer import SPIKE_TOKEN, UNIT_END_TOKEN, UNIT_START
 __all__ = ["StreamingCore", "export_core"]
 
 
-def _angles(omega: Tensor, times: Tensor) -> tuple[Tensor, Tensor]:
-    """(N,) float32 times -> (cos, sin), each (N, half) float32, as ``RotaryTimeEmbedding`` computes them."""
-    angle = times.to(torch.float64).unsqueeze(-1) * omega  # [N, half], float64 like the model
-    return angle.cos().float(), angle.sin().float()
-
-
-def _cis(omega: Tensor, times: Tensor) -> Tensor:
-    """(N,) float32 times -> (N, half) complex64 ``cos + i sin`` of the model's angles."""
-    return torch.complex(*_angles(omega, times))
-
-
 def _rotate_(x: Tensor, z: Tensor) -> None:
     """Rotate in place the interleaved rotary pairs of ``x`` (..., Dh) by ``z`` (complex, broadcast to (..., half))."""
     half = z.shape[-1]
@@ -136,7 +125,7 @@ class StreamingCore(nn.Module):
             self.heads_out = nn.ModuleList(model.readout.projections[t] for t in self.tasks)
         else:  # POYO: one linear head
             self.heads_out = nn.ModuleList([model.readout])
-        self.register_buffer("omega", model.rotary.omega.clone())
+        self.rotary = model.rotary  # the model's angles: (N,) times -> (cos, sin), each (N, half)
         half = model.rotary.rotate_dim // 2
         dh = enc.to_q.weight.shape[0] // enc.heads
         index, self.dh = _layout(half, dh)
@@ -164,7 +153,7 @@ class StreamingCore(nn.Module):
             latent_times = torch.as_tensor(model._latent_timestamps)
             latents = model.latent_emb(torch.as_tensor(model._latent_index))  # [L, D]
             n_latents = latents.shape[0]
-            z = _cis(self.omega, latent_times)  # [L, half]
+            z = torch.complex(*self.rotary(latent_times))  # [L, half]
             q = F.linear(enc.norm(latents), rows(enc.to_q.weight)).view(n_latents, enc.heads, self.dh)
             _rotate_(q, z[:, None])
             self.register_buffer("latent_z", z)
@@ -237,7 +226,7 @@ class StreamingCore(nn.Module):
         h, dh = self.heads, self.dh
         spike_kv = self.spike_kv
         n, u = spike_times.shape[0], self.start_kv.shape[0]
-        z = _cis(self.omega, torch.cat([spike_times, end_time]))  # [N + 1, half]: spikes, then the window end
+        z = torch.complex(*self.rotary(torch.cat([spike_times, end_time])))  # [N + 1, half]: spikes, window end
         # encoder keys/values, one row per token: spikes, unit ends, unit starts
         kv = self._buffer("enc", (n + 2 * u, spike_kv.shape[1]), spike_kv)
         torch.index_select(spike_kv, 0, spike_units, out=kv[:n])
