@@ -13,10 +13,8 @@ Workload (issue 17): POYOPlus dim 64, depth 2 (dim_head 64, cross_heads 1, self_
 
 Configurations: dim 64 on 2 threads and on 1, dim 128 on 2 threads. Each method runs alone over all
 updates, as a closed loop runs it: the streaming updates, then our recompute of the same windows (same
-process), then the peer's recompute in its own process. (Until 2026-12-06 20:30 UTC streaming and our
-recompute were interleaved update by update, so that load changes hit both alike; that also made each
-streaming update start with caches just filled by a recompute.) ``max_abs_diff_offline`` is the largest difference between the streaming outputs and our
-model's batched offline forward over the same windows. The load average (``os.getloadavg``) is
+process), then the peer's recompute in its own process. ``max_abs_diff_offline`` is the largest
+difference between the streaming outputs and our model's batched offline forward over the same windows. The load average (``os.getloadavg``) is
 recorded before and after each run: the machine is shared.
 
 Besides wall-clock latency, each update's process CPU time is recorded (``cpu_*``): on a shared machine the
@@ -136,13 +134,19 @@ from torch_brain.inference import StreamingDecoder
 dec = StreamingDecoder(model, "s", hop=HOP, unit_ids=[f"s/u{i}" for i in range(N_UNITS)], tasks=[TASK])
 
 
-def paced():
-    """push + poll once per HOP of wall-clock time, as a closed loop runs: the process idles between updates."""
+def push_history():
+    """Reset the decoder and push the spikes before the first timed update; returns the next spike's index."""
     dec.reset()
     first = update_times[0] - HOP
     i = int(np.searchsorted(spike_times, first, side="left"))
     dec.push(spike_times[:i], spike_units[:i], until=first)
     dec.poll()
+    return i
+
+
+def paced():
+    """push + poll once per HOP of wall-clock time, as a closed loop runs: the process idles between updates."""
+    i = push_history()
     lat, cpu = [], []
     tick = time.perf_counter()
     for t in update_times:
@@ -166,11 +170,7 @@ print(json.dumps(result))
 '''
 
 STREAMING = COMMON + PACED + r'''
-# history before the first timed update
-first = update_times[0] - HOP
-i = int(np.searchsorted(spike_times, first, side="left"))
-dec.push(spike_times[:i], spike_units[:i], until=first)
-dec.poll()
+i = push_history()
 # each method alone, as the peer's recompute runs and as a closed loop runs: first the streaming updates ...
 lat_stream, cpu_stream, outs, times = [], [], [], []
 for t in update_times:

@@ -64,9 +64,24 @@ def test_stream_realtime_paces_the_pushes(tiny_root, tmp_path):  # noqa: F811
     assert result["updates"] == 12 and "agreement" not in result
 
 
-def test_realtime_note_on_sleeping_openmp_workers():
+def test_realtime_note_on_sleeping_openmp_workers(tiny_root, tmp_path, capsys, monkeypatch):  # noqa: F811
     from torch_brain.cli.stream import _pacing_note
 
+    dataset = Dataset(tiny_root)
+    model = POYOPlus(**TINY_MODEL, readout_specs=["cursor_velocity_2d"])
+    model.unit_emb.initialize_vocab(dataset.get_unit_ids())
+    model.session_emb.initialize_vocab(dataset.get_session_ids())
+    ckpt = tmp_path / "m.ckpt"
+    torch.save(model.state_dict(), ckpt)
+    argv = ["stream", "--checkpoint", str(ckpt), "--data", str(tiny_root), "--recording",
+            dataset.get_recording_ids()[0], "--seconds", "0.2", "--hop", "0.05", "--no-compare"]
+    # as on a 2-core machine, without touching this process's thread count
+    monkeypatch.setattr("torch_brain.inference._replay.torch.get_num_threads", lambda: 2)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    assert main(argv + ["--realtime"]) == 0
+    assert "OMP_WAIT_POLICY=ACTIVE" in capsys.readouterr().out
+    assert main(argv) == 0  # as fast as possible: nothing idles, nothing to say
+    assert "OMP_WAIT_POLICY" not in capsys.readouterr().out
     assert "OMP_WAIT_POLICY=ACTIVE" in _pacing_note(2, {})
     assert "--threads 1" in _pacing_note(4, {"OMP_WAIT_POLICY": "passive"})
     assert _pacing_note(2, {"OMP_WAIT_POLICY": "active"}) is None  # workers spin: nothing to say
