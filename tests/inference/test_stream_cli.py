@@ -33,13 +33,19 @@ def test_stream_cli_end_to_end(tiny_root, tmp_path, capsys):  # noqa: F811
     assert agreement["max_abs_diff"] >= 0.0
 
 
-def test_stream_cli_unknown_session(tiny_root, tmp_path, capsys):  # noqa: F811
-    dataset = Dataset(tiny_root)
+def _checkpoint(dataset, tmp_path, sessions=None):
+    """A tiny untrained POYO+ for the dataset's units and (some of) its sessions, saved as a state dict."""
     model = POYOPlus(**TINY_MODEL, readout_specs=["cursor_velocity_2d"])
     model.unit_emb.initialize_vocab(dataset.get_unit_ids())
-    model.session_emb.initialize_vocab(dataset.get_session_ids()[:1])
+    model.session_emb.initialize_vocab(dataset.get_session_ids() if sessions is None else sessions)
     ckpt = tmp_path / "m.ckpt"
     torch.save(model.state_dict(), ckpt)
+    return ckpt
+
+
+def test_stream_cli_unknown_session(tiny_root, tmp_path, capsys):  # noqa: F811
+    dataset = Dataset(tiny_root)
+    ckpt = _checkpoint(dataset, tmp_path, sessions=dataset.get_session_ids()[:1])
     status = main(["stream", "--checkpoint", str(ckpt), "--data", str(tiny_root),
                    "--recording", dataset.get_recording_ids()[-1], "--seconds", "1"])
     assert status == 2
@@ -52,11 +58,7 @@ def test_stream_realtime_paces_the_pushes(tiny_root, tmp_path):  # noqa: F811
     from torch_brain.inference._replay import replay_recording
 
     dataset = Dataset(tiny_root)
-    model = POYOPlus(**TINY_MODEL, readout_specs=["cursor_velocity_2d"])
-    model.unit_emb.initialize_vocab(dataset.get_unit_ids())
-    model.session_emb.initialize_vocab(dataset.get_session_ids())
-    ckpt = tmp_path / "m.ckpt"
-    torch.save(model.state_dict(), ckpt)
+    ckpt = _checkpoint(dataset, tmp_path)
     t0 = time.perf_counter()
     result = replay_recording(ckpt, tiny_root, dataset.get_recording_ids()[0], seconds=0.6, hop=0.05,
                               realtime=True, compare=False)
@@ -68,11 +70,7 @@ def test_realtime_note_on_sleeping_openmp_workers(tiny_root, tmp_path, capsys, m
     from torch_brain.cli.stream import _pacing_note
 
     dataset = Dataset(tiny_root)
-    model = POYOPlus(**TINY_MODEL, readout_specs=["cursor_velocity_2d"])
-    model.unit_emb.initialize_vocab(dataset.get_unit_ids())
-    model.session_emb.initialize_vocab(dataset.get_session_ids())
-    ckpt = tmp_path / "m.ckpt"
-    torch.save(model.state_dict(), ckpt)
+    ckpt = _checkpoint(dataset, tmp_path)
     argv = ["stream", "--checkpoint", str(ckpt), "--data", str(tiny_root), "--recording",
             dataset.get_recording_ids()[0], "--seconds", "0.2", "--hop", "0.05", "--no-compare"]
     # as on a 2-core machine, without touching this process's thread count
