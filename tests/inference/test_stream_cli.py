@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 
 from tests.training.tiny_synthetic import TINY_MODEL, tiny_root  # noqa: F401  (fixture)
@@ -82,5 +83,35 @@ def test_realtime_note_on_sleeping_openmp_workers(tiny_root, tmp_path, capsys, m
     assert "OMP_WAIT_POLICY" not in capsys.readouterr().out
     assert "OMP_WAIT_POLICY=ACTIVE" in _pacing_note(2, {})
     assert "--threads 1" in _pacing_note(4, {"OMP_WAIT_POLICY": "passive"})
+    assert "--busy-wait" in _pacing_note(2, {})
     assert _pacing_note(2, {"OMP_WAIT_POLICY": "active"}) is None  # workers spin: nothing to say
     assert _pacing_note(1, {}) is None  # no workers
+
+
+def test_busy_wait_replay_polls_the_clock_instead_of_sleeping(tiny_root, tmp_path, capsys, monkeypatch):  # noqa: F811
+    import time
+
+    from torch_brain.inference._replay import replay_recording
+
+    dataset = Dataset(tiny_root)
+    ckpt = _checkpoint(dataset, tmp_path)
+    rid = dataset.get_recording_ids()[0]
+    slept = []
+    monkeypatch.setattr("torch_brain.inference._replay.time.sleep", slept.append)
+    t0 = time.perf_counter()
+    result = replay_recording(ckpt, tiny_root, rid, seconds=0.3, hop=0.05, realtime=True, busy_wait=True,
+                              compare=False)
+    assert time.perf_counter() - t0 >= 0.25  # still paced by the wall clock ...
+    assert slept == [] and result["busy_wait"] and result["updates"] == 6  # ... without a single sleep
+    # the CLI: no OpenMP note when the loop busy-waits; --busy-wait alone is refused
+    monkeypatch.setattr("torch_brain.inference._replay.torch.get_num_threads", lambda: 2)
+    monkeypatch.delenv("OMP_WAIT_POLICY", raising=False)
+    argv = ["stream", "--checkpoint", str(ckpt), "--data", str(tiny_root), "--recording", rid, "--seconds", "0.2",
+            "--hop", "0.05", "--no-compare", "--busy-wait"]
+    assert main(argv + ["--realtime"]) == 0
+    out = capsys.readouterr().out
+    assert "busy-waiting" in out and "OMP_WAIT_POLICY" not in out
+    assert main(argv) == 2
+    assert "pass --realtime as well" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="pass realtime=True"):
+        replay_recording(ckpt, tiny_root, rid, seconds=0.1, busy_wait=True)

@@ -16,7 +16,8 @@ def _pacing_note(threads: int, environ: Mapping[str, str]) -> str | None:
         return None
     return (f"note: with {threads} threads, idle OpenMP workers fall asleep between real-time updates and waking "
             "them adds latency; start the process with OMP_WAIT_POLICY=ACTIVE (one core then spins between "
-            "updates) or pass --threads 1 (docs/streaming.md, 'Real-time pacing').")
+            "updates), pass --busy-wait (the replay loop spins instead of sleeping) or pass --threads 1 "
+            "(docs/streaming.md, 'Real-time pacing').")
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -24,18 +25,20 @@ def _run(args: argparse.Namespace) -> int:
 
     from torch_brain.inference._replay import replay_recording
 
+    if args.busy_wait and not args.realtime:
+        raise ValueError("--busy-wait paces a real-time replay; pass --realtime as well (or drop --busy-wait).")
     if args.threads is not None:  # an application option: the process's torch thread count
         torch.set_num_threads(args.threads)
     source = args.checkpoint if args.checkpoint is not None else args.run_dir
     result = replay_recording(source, args.data, args.recording, start=args.start, seconds=args.seconds,
                               hop=args.hop, chunk=args.chunk, window_length=args.window_length,
-                              realtime=args.realtime, compare=not args.no_compare)
+                              realtime=args.realtime, busy_wait=args.busy_wait, compare=not args.no_compare)
     lat = result["latency_ms"]
-    mode = "real time" if args.realtime else "as fast as possible"
+    mode = ("real time, busy-waiting" if args.busy_wait else "real time") if args.realtime else "as fast as possible"
     print(f"streamed {result['updates']} updates of {args.recording} ({mode}, hop {args.hop * 1e3:g} ms, "
           f"{result['torch_threads']} threads)")
     print("latency per update (ms): " + "  ".join(f"{k} {v:.2f}" for k, v in lat.items()))
-    note = _pacing_note(result["torch_threads"], os.environ) if args.realtime else None
+    note = _pacing_note(result["torch_threads"], os.environ) if args.realtime and not args.busy_wait else None
     if note:
         print(note)
     for task, agreement in result.get("agreement", {}).items():
@@ -63,6 +66,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--chunk", type=float, default=None, help="seconds of spikes per push (default: hop)")
     p.add_argument("--window-length", type=float, default=None, help="causal window (default: the model's)")
     p.add_argument("--realtime", action="store_true", help="push each chunk when the wall clock reaches it")
+    p.add_argument("--busy-wait", action="store_true",
+                   help="with --realtime, wait for each chunk by polling the clock instead of sleeping (keeps a core "
+                        "busy; lower latency on several threads)")
     p.add_argument("--threads", type=int, default=None, help="torch threads of this process")
     p.add_argument("--no-compare", action="store_true", help="skip the stitched offline comparison")
     p.add_argument("--json", action="store_true", help="also print the result as one JSON line")

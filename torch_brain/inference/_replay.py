@@ -85,7 +85,7 @@ def _agreement(streaming: np.ndarray, stitched: np.ndarray) -> dict[str, float]:
 
 def replay_recording(checkpoint: str | Path, data_root: str | Path, recording_id: str, *, start: float | None = None,
                      seconds: float = 10.0, hop: float = 0.02, chunk: float | None = None,
-                     window_length: float | None = None, realtime: bool = False,
+                     window_length: float | None = None, realtime: bool = False, busy_wait: bool = False,
                      compare: bool = True) -> dict[str, Any]:
     """Replay ``seconds`` of a prepared recording through a :class:`StreamingDecoder`.
 
@@ -99,6 +99,9 @@ def replay_recording(checkpoint: str | Path, data_root: str | Path, recording_id
         recording_id: ``"<brainset>/<session>"`` (the session id the model knows).
         start: first update time (default: the recording's start + window length).
         seconds: replayed duration.
+        busy_wait: with ``realtime``, wait for each chunk by polling the clock instead of sleeping. It keeps
+            one core busy, and with it the update latency low on several threads (``docs/streaming.md``,
+            "Real-time pacing").
 
     Returns:
         ``{"updates", "latency_ms": {p50, p90, p99, max}, "agreement": {task: {...}}, ...}``.
@@ -118,6 +121,8 @@ def replay_recording(checkpoint: str | Path, data_root: str | Path, recording_id
     end = min(begin + seconds, float(np.max(rec.domain.end)))
     if not end > begin:
         raise ValueError(f"stream: nothing to replay: the segment [{begin}, {end}) is empty; pass an earlier --start.")
+    if busy_wait and not realtime:
+        raise ValueError("busy_wait=True paces a real-time replay; pass realtime=True as well (or drop busy_wait).")
     chunk = hop if chunk is None else float(chunk)
     i = int(np.searchsorted(spikes_t, begin - window, side="left"))
     j = int(np.searchsorted(spikes_t, begin - hop, side="left"))
@@ -129,9 +134,10 @@ def replay_recording(checkpoint: str | Path, data_root: str | Path, recording_id
         nxt = min(edge + chunk, end)
         k = int(np.searchsorted(spikes_t, nxt, side="left"))
         if realtime:
-            delay = (nxt - begin) - (time.perf_counter() - wall0)
-            if delay > 0:
-                time.sleep(delay)
+            due = wall0 + (nxt - begin)
+            while time.perf_counter() < due:
+                if not busy_wait:
+                    time.sleep(max(due - time.perf_counter(), 0.0))
         t_start = time.perf_counter()
         decoder.push(spikes_t[j:k], unit_ids[j:k], until=nxt)
         got = decoder.poll()
@@ -147,7 +153,7 @@ def replay_recording(checkpoint: str | Path, data_root: str | Path, recording_id
     lat = np.asarray(latencies)
     result: dict[str, Any] = {
         "recording_id": recording_id, "updates": len(times), "hop_s": hop, "chunk_s": chunk,
-        "window_s": window, "realtime": realtime, "segment": [begin, end],
+        "window_s": window, "realtime": realtime, "busy_wait": busy_wait, "segment": [begin, end],
         "latency_ms": {f"p{q}": float(np.percentile(lat, q)) for q in (50, 90, 99)} | {"max": float(lat.max())},
         "torch_threads": torch.get_num_threads(),
     }
