@@ -106,6 +106,8 @@ def replay_recording(checkpoint: str | Path, data_root: str | Path, recording_id
     Returns:
         ``{"updates", "latency_ms": {p50, p90, p99, max}, "agreement": {task: {...}}, ...}``.
     """
+    if busy_wait and not realtime:
+        raise ValueError("busy_wait=True paces a real-time replay; pass realtime=True as well (or drop busy_wait).")
     from torch_brain.data import Dataset
 
     model = load_model(checkpoint)
@@ -121,8 +123,6 @@ def replay_recording(checkpoint: str | Path, data_root: str | Path, recording_id
     end = min(begin + seconds, float(np.max(rec.domain.end)))
     if not end > begin:
         raise ValueError(f"stream: nothing to replay: the segment [{begin}, {end}) is empty; pass an earlier --start.")
-    if busy_wait and not realtime:
-        raise ValueError("busy_wait=True paces a real-time replay; pass realtime=True as well (or drop busy_wait).")
     chunk = hop if chunk is None else float(chunk)
     i = int(np.searchsorted(spikes_t, begin - window, side="left"))
     j = int(np.searchsorted(spikes_t, begin - hop, side="left"))
